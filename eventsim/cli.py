@@ -1,0 +1,154 @@
+"""Command line: ``eventsim info | validate | run | plot``.
+
+User errors (bad YAML, missing data, a diverging run, a missing GPU) print one
+line to stderr and exit with status 2 (1 for a diverged run); they never show a
+Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .backend import available_backends, get_backend
+from .errors import DivergenceError, EventsimError
+
+
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EventsimError(f"--set {item!r}: expected KEY=VALUE (hint: --set rule.gamma=10)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def cmd_info(args) -> int:
+    print(f"eventsim {__version__}")
+    for name, status in available_backends().items():
+        print(f"backend {name:<6} {status}")
+    be = get_backend(args.backend, args.dtype)
+    print(f"selected backend {be.name}, device {be.device()}, dtype {be.dtype}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .config.network import network_from_doc  # noqa: PLC0415
+    from .config.scenario import scenario_from_doc  # noqa: PLC0415
+    from .config.yamlfile import load_yaml  # noqa: PLC0415
+
+    for path in args.files:
+        doc = load_yaml(path)
+        if isinstance(doc.data, dict) and "populations" in doc.data:
+            print(network_from_doc(doc).summary())
+        else:
+            from pathlib import Path  # noqa: PLC0415
+
+            sc = scenario_from_doc(doc, Path(path).resolve())
+            print(f"scenario {sc.name!r} ({path}): rule {sc.spec.rule.name}, "
+                  f"{sc.spec.trials} trial(s), dataset {sc.spec.dataset.name}, "
+                  f"modulator {sc.spec.modulator.source}, "
+                  f"phases {', '.join(p.name for p in sc.spec.phases) or 'none'}")
+            print(sc.network.summary())
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .api import execute  # noqa: PLC0415
+    from .config.scenario import load_scenario  # noqa: PLC0415
+
+    overrides = _parse_set(args.set)
+    if args.trials is not None:
+        overrides["trials"] = args.trials
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.dtype is not None:
+        overrides["dtype"] = args.dtype
+    sc = load_scenario(args.scenario, overrides)
+    run = execute(sc, backend=args.backend, out=args.out, root=args.root, quiet=args.quiet,
+                  plots=not args.no_plots)
+    s = run.summary
+    acc = np.asarray(s["test_accuracy"])
+    print(f"run directory: {run.directory.path}")
+    print(f"test accuracy (held-out): mean {acc.mean():.4f} over {acc.size} trial(s); "
+          f"per trial {np.round(acc, 4).tolist()}")
+    if "train_accuracy" in s:
+        print(f"train accuracy: mean {np.mean(s['train_accuracy']):.4f}")
+    if "weight_ratio" in s:
+        print(f"learned weight ratio W[1]/W[0]: {np.round(s['weight_ratio'], 3).tolist()}")
+        print(f"true weight ratio    w[1]/w[0]: {np.round(s['true_ratio'], 3).tolist()}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_run  # noqa: PLC0415
+
+    paths = plot_run(args.run_dir)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventsim",
+        description="Event-driven simulation of three-factor (neuromodulated Hebbian) learning.")
+    parser.add_argument("--version", action="version", version=f"eventsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="version, backends, device and dtype")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("validate", help="check network or scenario files and summarise them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a scenario into a run directory")
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="array backend (default: scenario's, then $EVENTSIM_BACKEND, then numpy)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    p.add_argument("--trials", type=int, default=None, help="override the number of trials")
+    p.add_argument("--seed", type=int, default=None, help="override the base seed")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a scenario field by dotted path, e.g. rule.gamma=10")
+    p.add_argument("--out", default=None, help="run directory (default runs/<name>/<stamp>)")
+    p.add_argument("--root", default="runs", help="parent of run directories")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plot", help="regenerate the plots of a run directory from its files")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DivergenceError as exc:
+        print(f"eventsim: {exc}", file=sys.stderr)
+        return 1
+    except EventsimError as exc:
+        print(f"eventsim: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("eventsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

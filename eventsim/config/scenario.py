@@ -1,0 +1,250 @@
+"""Scenario files: which network, data, rule, timing and phases to run.
+
+A scenario is validated against the models below; every error names the file,
+the line and the field. The network is either a path (relative to the scenario
+file) or an inline mapping. ``load_scenario(path, overrides)`` applies dotted
+overrides such as ``{"rule.gamma": 10}`` before validation, so overridden values
+are checked like any other.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import ConfigError
+from .network import Network, network_from_doc
+from .schema import Duration, NonNeg, PosInt, Probability, Strict, validate
+from .yamlfile import YamlDoc, load_yaml, parse_yaml
+
+RULES = ("hsic", "phsic", "backprop")
+
+
+class DatasetSpec(Strict):
+    """``name`` of a registered dataset, its ``seed`` (trial k uses seed + k) and the
+    factory's own parameters under ``params``."""
+
+    name: str
+    seed: int = 0
+    params: dict[str, Any] = {}
+
+
+class Timing(Strict):
+    dt: Duration = 1.0
+    sample: Duration = 50.0
+
+
+class Sigma(Strict):
+    """Kernel bandwidth scales ``s``; the bandwidth is ``σ = s·sqrt(D)`` (SCIENCE.md §1)."""
+
+    x: NonNeg = 0.2
+    y: NonNeg = 0.5
+    z: NonNeg = 0.5
+
+
+class LearningRate(Strict):
+    """``eta``: base rate; ``decay``: τ of η/(1 + t/τ) (0 = none); ``schedule``: a map
+    from the first epoch of a stage to its rate (replaces ``eta`` from that epoch)."""
+
+    eta: NonNeg = 5e-3
+    decay: Duration = 0.0
+    momentum: Probability = 0.0
+    schedule: dict[int, NonNeg] = {}
+
+
+class Rule(Strict):
+    """The learning rule. ``hsic``: DL three-factor rule (``xi``: paper = DL Eq. 8,
+    exact = ξ*); ``phsic``: PL pHSIC rule; ``backprop``: the SGD baseline."""
+
+    name: Literal["hsic", "phsic", "backprop"] = "hsic"
+    xi: Literal["paper", "exact"] = "paper"
+    gamma: NonNeg | dict[str, NonNeg] = 2.0
+    memory: PosInt = 10
+    sigma: Sigma = Sigma()
+    lr: LearningRate = LearningRate()
+    trace: Duration = 0.0
+    batch: PosInt = 32
+    kernel: Literal["gaussian", "cosine"] = "gaussian"
+    mode: Literal["engine", "static"] = "engine"
+
+
+class ChannelOverride(Strict):
+    delay: Duration | None = None
+    jitter: Duration | None = None
+    jitter_dist: Literal["uniform", "normal"] | None = None
+    loss: Probability | None = None
+    period: Duration | None = None
+
+
+class Modulator(Strict):
+    """``analytic``: ξ from the working memory; ``reservoir``: simulated reservoirs."""
+
+    source: Literal["analytic", "reservoir"] = "analytic"
+    channels: dict[str, ChannelOverride] = {}
+
+
+class ReadoutSpec(Strict):
+    eta0: NonNeg = 1e-4
+    decay: Duration = 20_000.0
+    lpf: Duration = 5.0
+
+
+class Phase(Strict):
+    """A stretch of the run. Give ``epochs`` (passes over the training set) or a
+    ``duration``. ``learn`` lists what learns: ``layers`` and/or ``readouts``."""
+
+    name: str
+    epochs: PosInt | None = None
+    duration: Duration | None = None
+    learn: list[Literal["layers", "readouts"]] = []
+    explore: bool = True
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if (self.epochs is None) == (self.duration is None):
+            raise ValueError("give exactly one of 'epochs' and 'duration'")
+        return self
+
+
+class Evaluate(Strict):
+    """Linear readout on the last layer (fit on train, scored on test) every
+    ``every`` epochs (0: only at the end)."""
+
+    every: int = Field(default=0, ge=0)
+
+
+class ProbeSpec(Strict):
+    target: str
+    every: PosInt = 1
+
+
+class ScenarioFile(Strict):
+    name: str
+    description: str = ""
+    network: str | dict[str, Any]
+    backend: Literal["numpy", "cupy"] | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+    seed: int = 0
+    trials: PosInt = 1
+    dataset: DatasetSpec
+    timing: Timing = Timing()
+    rule: Rule = Rule()
+    modulator: Modulator = Modulator()
+    readout: ReadoutSpec = ReadoutSpec()
+    phases: list[Phase] = []
+    evaluate: Evaluate = Evaluate()
+    probes: list[ProbeSpec] = []
+
+
+@dataclass
+class Scenario:
+    """A validated scenario with its network and source document."""
+
+    spec: ScenarioFile
+    network: Network
+    doc: YamlDoc
+    path: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.spec.seed + k for k in range(self.spec.trials)]
+
+    def error(self, path, message: str, hint: str | None = None) -> ConfigError:
+        return self.doc.error(path, message, hint)
+
+    def resolved(self) -> dict:
+        """The fully resolved configuration (defaults filled, network inlined)."""
+        out = self.spec.model_dump(mode="json", by_alias=True)
+        g = self.network.graph
+        out["network"] = {
+            "name": self.network.name,
+            "file": self.network.file,
+            "populations": {n: a["spec"].model_dump(mode="json")
+                            for n, a in g.nodes(data=True) if a["spec"] is not None},
+            "projections": [d["spec"].model_dump(mode="json", by_alias=True)
+                            for _, _, d in sorted(g.edges(data=True),
+                                                  key=lambda e: e[2]["index"])],
+        }
+        return out
+
+
+def apply_overrides(data: dict, overrides: dict | None, doc: YamlDoc) -> dict:
+    """Set dotted keys (``"rule.lr.eta"``) in a copy of ``data``."""
+    if not overrides:
+        return data
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = {}
+                node[part] = nxt
+            if not isinstance(nxt, dict):
+                raise doc.error(tuple(parts[: i + 1]),
+                                f"cannot override {key!r}: {'.'.join(parts[: i + 1])} is not a "
+                                "mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def scenario_from_doc(doc: YamlDoc, path: Path | None, overrides: dict | None = None) -> Scenario:
+    data = apply_overrides(doc.data, overrides, doc)
+    spec = validate(ScenarioFile, doc, data)
+    if isinstance(spec.network, dict):
+        network = network_from_doc(doc, ("network",))
+    else:
+        base = path.parent if path is not None else Path.cwd()
+        net_path = (base / spec.network).resolve()
+        if not net_path.exists():
+            raise doc.error(("network",), f"network file not found: {net_path}",
+                            "the path is relative to the scenario file")
+        network = network_from_doc(load_yaml(net_path))
+    scenario = Scenario(spec=spec, network=network, doc=doc, path=path)
+    _check(scenario)
+    return scenario
+
+
+def _check(sc: Scenario) -> None:
+    layers = set(sc.network.nodes_of("layer"))
+    gamma = sc.spec.rule.gamma
+    if isinstance(gamma, dict):
+        for layer in gamma:
+            if layer not in layers:
+                raise sc.error(("rule", "gamma", layer), f"unknown layer {layer!r}",
+                               "one of " + ", ".join(sorted(layers)))
+        missing = layers - set(gamma)
+        if missing:
+            raise sc.error(("rule", "gamma"), f"no gamma for layer(s) {', '.join(sorted(missing))}",
+                           "give one value per layer, or a single number")
+    for layer in sc.spec.modulator.channels:
+        if layer not in layers:
+            raise sc.error(("modulator", "channels", layer), f"unknown layer {layer!r}",
+                           "channels are keyed by the layer they modulate")
+    if sc.spec.modulator.source == "reservoir" and not sc.network.nodes_of("reservoir"):
+        raise sc.error(("modulator", "source"), "the network has no reservoirs",
+                       "use source: analytic")
+    for i, phase in enumerate(sc.spec.phases):
+        if "readouts" in phase.learn and sc.spec.modulator.source != "reservoir":
+            raise sc.error(("phases", i, "learn"), "readouts learn only with reservoirs",
+                           "set modulator.source: reservoir")
+
+
+def load_scenario(path, overrides: dict | None = None) -> Scenario:
+    """Load and validate a scenario file (and its network)."""
+    p = Path(path)
+    return scenario_from_doc(load_yaml(p), p.resolve(), overrides)
+
+
+def parse_scenario(text: str, file: str = "<string>", overrides: dict | None = None) -> Scenario:
+    return scenario_from_doc(parse_yaml(text, file), None, overrides)

@@ -1,0 +1,106 @@
+"""Modulatory broadcast channels (third factor in transit).
+
+A channel carries messages from a sender (a reservoir readout or the analytic ξ)
+to one layer. A message sent at tick ``t`` reaches trial ``k`` at
+``t + delay + j_k``, where ``j_k`` is the jitter drawn from trial k's own stream
+(``uniform``: an integer uniform in [−jitter, +jitter]; ``normal``: a rounded
+N(0, jitter²)); arrival is never before the send tick. With probability
+``loss`` the message is dropped for that trial. Deliveries run in the DELIVER
+slot of their tick. Every send and delivery tick is recorded.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+from ..backend import RandomStreams
+
+
+class Channel:
+    """One modulatory edge."""
+
+    def __init__(self, name: str, *, delay: int, jitter: int, jitter_dist: str, loss: float,
+                 period: int, seeds, schedule) -> None:
+        self.name = name
+        self.delay = int(delay)
+        self.jitter = int(jitter)
+        self.jitter_dist = jitter_dist
+        self.loss = float(loss)
+        self.period = max(1, int(period))
+        self.trials = len(seeds)
+        self.streams = RandomStreams(seeds, f"channel/{name}")
+        self.schedule = schedule
+        """``schedule(delay_ticks, callback)``: call ``callback(tick)`` in that tick's DELIVER slot."""
+        self.receiver = None
+        self.in_flight: dict[int, list] = {}
+        self.sent = array("q")
+        self.delivered = array("q")
+
+    @property
+    def random(self) -> bool:
+        return self.jitter > 0 or self.loss > 0
+
+    def _arrivals(self, tick: int) -> np.ndarray:
+        """Arrival tick per trial (−1 for dropped)."""
+        out = np.full(self.trials, tick + self.delay, dtype=np.int64)
+        if not self.random:
+            return out
+        for k, g in enumerate(self.streams.generators):
+            lost = self.loss > 0 and g.random() < self.loss
+            if self.jitter > 0:
+                if self.jitter_dist == "uniform":
+                    j = int(g.integers(-self.jitter, self.jitter + 1))
+                else:
+                    j = int(round(g.normal(0.0, self.jitter)))
+                out[k] = max(tick, out[k] + j)
+            if lost:
+                out[k] = -1
+        return out
+
+    def send(self, tick: int, message) -> None:
+        """Send ``message`` (K, n) at ``tick``; schedules its deliveries."""
+        arrivals = self._arrivals(tick)
+        self.sent.append(tick)
+        self.delivered.extend(arrivals.tolist())
+        for when in np.unique(arrivals[arrivals >= 0]).tolist():
+            mask = arrivals == when
+            entry = (message, None if mask.all() else _as_like(mask, message))
+            if when not in self.in_flight:
+                self.in_flight[when] = []
+                self.schedule(when - tick, self._deliver_due)
+            self.in_flight[when].append(entry)
+
+    def _deliver_due(self, tick: int) -> None:
+        for message, mask in self.in_flight.pop(tick):
+            self.receiver.deliver(message, mask)
+
+    def get_state(self) -> dict:
+        """Messages in flight and the RNG states (for checkpoints)."""
+        return {"in_flight": self.in_flight, "rng": self.streams.get_state(),
+                "sent": self.sent.tolist(), "delivered": self.delivered.tolist()}
+
+    def set_state(self, state: dict, now: int) -> None:
+        self.in_flight = state["in_flight"]
+        self.streams.set_state(state["rng"])
+        self.sent = array("q", state["sent"])
+        self.delivered = array("q", state["delivered"])
+        for when in sorted(self.in_flight):
+            self.schedule(when - now, self._deliver_due)
+
+    def record(self) -> dict:
+        """Send ticks (M,) and delivery ticks (M, K), −1 where dropped."""
+        sent = np.frombuffer(self.sent, dtype=np.int64) if self.sent else np.zeros(0, np.int64)
+        deliv = (np.frombuffer(self.delivered, dtype=np.int64) if self.delivered
+                 else np.zeros(0, np.int64)).reshape(-1, self.trials)
+        return {"sent_tick": sent.copy(), "deliver_tick": deliv.copy()}
+
+
+def _as_like(mask: np.ndarray, like):
+    """Host boolean mask -> array on the same backend as ``like``."""
+    if type(like).__module__.startswith("cupy"):
+        import cupy  # noqa: PLC0415
+
+        return cupy.asarray(mask, dtype=like.dtype)
+    return mask.astype(like.dtype)

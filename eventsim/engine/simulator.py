@@ -1,0 +1,458 @@
+"""The discrete-event engine: a SimPy environment whose clock counts integer ticks.
+
+Every component is a SimPy process that wakes at fixed ticks in a fixed *slot*.
+Events of one tick run in this order (ties inside a slot follow the network's
+topological order):
+
+1. ``PRESENT``     the presenter starts a sample (every ``sample_ticks``)
+2. ``POPULATION``  populations step in topological order; a layer stores its
+   output in its working memory; a modulator source (the analytic ξ or a
+   reservoir readout) sends on its channel
+3. ``DELIVER``     channels deliver the messages due this tick
+4. ``PLASTICITY``  layers apply delivered modulators; reservoir readouts learn
+5. ``PROBE``       probes and sample-window recorders read the state
+
+``Simulator.run(until)`` processes every tick before ``until``. The scenario
+runner (``eventsim.runner``) switches phases between calls to ``run``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+from simpy.events import Event
+
+from .. import units
+from ..backend import Backend, get_backend
+from ..config.network import LABELS, Network
+from ..errors import ConfigError, DivergenceError
+from ..plasticity import hsic
+from ..plasticity.memory import WorkingMemory
+from ..plasticity.readout import ReadoutLearning
+from ..plasticity.traces import ThreeFactorSynapses
+from ..populations.input import InputPopulation
+from ..populations.layer import Layer
+from ..populations.reservoir import Reservoir
+from .channels import Channel
+
+PRESENT, POPULATION, DELIVER, PLASTICITY, PROBE = 1, 2, 3, 4, 5
+_SLOT = 10_000
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """How one layer learns. ``form``: 'paper' (DL Eq. 8), 'exact' (ξ*) or 'phsic'.
+
+    Bandwidths are absolute (already ``s·sqrt(D)``)."""
+
+    gamma: float
+    memory: int
+    sigma_x: float
+    sigma_y: float
+    sigma_z: float
+    form: str = "paper"
+    tau_e_ms: float = 0.0
+    momentum: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReadoutRule:
+    """Reservoir readout learning (DL Eq. 10/13); durations in ms."""
+
+    eta0: float = 1e-4
+    tau_decay_ms: float = 20_000.0
+    tau_lpf_ms: float = 5.0
+
+
+class _At(Event):
+    """An event that fires ``delay`` ticks from now in slot ``priority``."""
+
+    def __init__(self, env, delay: int, priority: int) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, priority, delay)
+
+
+class AnalyticXi:
+    """The third factor computed from the working memory (DL Eq. 8, ξ*, or pHSIC)."""
+
+    def __init__(self, memory: WorkingMemory, rule: LayerRule) -> None:
+        self.memory = memory
+        self.rule = rule
+        self.coef = None
+
+    def new_sample(self) -> None:
+        """Recompute the per-sample coefficient row (the X and Y kernels)."""
+        r = self.rule
+        x, y = self.memory.xy()
+        if r.form == "phsic":
+            self.coef = hsic.phsic_label_coefficients(y, gamma=r.gamma, sigma_y=r.sigma_y)
+        else:
+            self.coef = hsic.xi_coefficients(x, y, gamma=r.gamma, sigma_x=r.sigma_x,
+                                             sigma_y=r.sigma_y, form=r.form)
+
+    def __call__(self, phase: int):
+        z = self.memory.z_at(phase)
+        if self.rule.form == "phsic":
+            return hsic.xi_phsic_from_coefficients(self.coef, z, self.rule.sigma_z)
+        return hsic.xi_from_coefficients(self.coef, z, self.rule.sigma_z)
+
+    def objectives(self, phase: int) -> dict:
+        """DL and PL objectives of the layer over the memory at ``phase``, each (K,)."""
+        r = self.rule
+        x, y = self.memory.xy()
+        z = self.memory.z_at(phase)
+        kw = {"gamma": r.gamma, "sigma_y": r.sigma_y, "sigma_z": r.sigma_z}
+        return {"objective_dl": hsic.objective_dl(x, y, z, sigma_x=r.sigma_x, **kw),
+                "objective_pl": hsic.objective_pl(y, z, **kw)}
+
+
+class Probe:
+    """Copies a state variable to host memory every ``every`` ticks."""
+
+    def __init__(self, name: str, getter, every: int, backend: Backend) -> None:
+        self.name = name
+        self.getter = getter
+        self.every = every
+        self.backend = backend
+        self.ticks: list[int] = []
+        self.values: list[np.ndarray] = []
+
+    def record(self, tick: int) -> None:
+        self.ticks.append(tick)
+        self.values.append(self.backend.to_host(self.getter()).copy())
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks (T,), values (T, trials, ...))."""
+        return np.asarray(self.ticks, dtype=np.int64), np.asarray(self.values)
+
+
+class WindowMean:
+    """Mean of a population's rate over each sample window (evaluation features)."""
+
+    def __init__(self, population, sample_ticks: int, backend: Backend) -> None:
+        self.pop = population
+        self.sample_ticks = sample_ticks
+        self.backend = backend
+        self.acc = backend.zeros(population.z.shape)
+        self.means: list[np.ndarray] = []
+        self.enabled = False
+
+    def record(self, phase: int) -> None:
+        self.acc += self.pop.z
+        if phase == self.sample_ticks - 1:
+            if self.enabled:
+                self.means.append(self.backend.to_host(self.acc) / self.sample_ticks)
+            self.acc[...] = 0.0
+
+    def take(self) -> np.ndarray:
+        """Collected window means, (trials, samples, size); clears the list."""
+        out = np.stack(self.means, axis=1) if self.means else np.zeros((0,))
+        self.means = []
+        return out
+
+
+class Simulator:
+    """Builds populations, channels and rules from a network graph and runs them.
+
+    Args:
+        network: a validated :class:`~eventsim.config.network.Network`.
+        seeds: one seed per trial; trials are batched on the leading axis.
+        backend: an array :class:`~eventsim.backend.Backend` (default NumPy float32).
+        dt_ms: the tick in ms.
+        sample_ticks: presentation time of one sample, in ticks.
+        label_dim: dimension of the label vectors (1 for binary tasks).
+        rules: learning rule per layer (layers without one do not learn).
+        modulator: 'analytic' (ξ from the working memory) or 'reservoir'
+            (the reservoirs are simulated and their readouts are broadcast).
+        readout: reservoir readout learning parameters.
+        channel_overrides: per target layer, fields that replace the modulatory
+            edge's delay / jitter / jitter_dist / loss / period.
+    """
+
+    def __init__(self, network: Network, *, seeds, backend: Backend | None = None,
+                 dt_ms: float = 1.0, sample_ticks: int = 1, label_dim: int = 1,
+                 rules: dict[str, LayerRule] | None = None, modulator: str = "analytic",
+                 readout: ReadoutRule | None = None,
+                 channel_overrides: dict[str, dict] | None = None) -> None:
+        self.network = network
+        self.seeds = [int(s) for s in seeds]
+        self.trials = len(self.seeds)
+        self.backend = backend or get_backend()
+        self.dt_ms = float(dt_ms)
+        self.sample_ticks = int(sample_ticks)
+        self.label_dim = int(label_dim)
+        self.modulator = modulator
+        self.rules = dict(rules or {})
+        self.env = simpy.Environment()
+        self.phase = "init"
+        self.feed = None
+        self.sample_start = 0
+        self.samples_presented = 0
+        self.labels = self.backend.zeros((self.trials, self.label_dim))
+        self.current_labels = np.zeros(self.trials, dtype=np.int64)
+        self.probes: list[Probe] = []
+        self.windows: dict[str, WindowMean] = {}
+        self.objective_log: list[tuple[int, str, str, np.ndarray]] = []
+        self.populations: dict = {}
+        self.memories: dict[str, WorkingMemory] = {}
+        self.xi_sources: dict[str, AnalyticXi] = {}
+        self.synapses: dict[str, ThreeFactorSynapses] = {}
+        self.channels: dict[str, Channel] = {}
+        self.readouts: dict[str, ReadoutLearning] = {}
+        self._xi_cache: dict[str, tuple[int, object]] = {}
+        self._build(readout or ReadoutRule(), channel_overrides or {})
+        self._start_processes()
+
+    # ----------------------------------------------------------------- build
+    def _ticks(self, ms: float, where: tuple, what: str) -> int:
+        try:
+            return units.to_ticks(ms, self.dt_ms)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=self.network.file, line=self.network.line_of(where),
+                              field=what) from None
+
+    def _build(self, readout: ReadoutRule, overrides: dict) -> None:
+        net, g, be = self.network, self.network.graph, self.backend
+        inputs = net.inputs()
+        self.input_name = inputs[0]
+        self.x_dim = g.nodes[self.input_name]["size"]
+        for name in net.order():
+            attrs = g.nodes[name]
+            kind, spec = attrs["kind"], attrs["spec"]
+            where = ("populations", name)
+            if kind == "input":
+                self.populations[name] = InputPopulation(name, spec.size, be, self.trials)
+            elif kind == "layer":
+                self._ticks(spec.tau, (*where, "tau"), f"populations.{name}.tau")
+                pre = net.ff_input(name)
+                init = g.edges[pre, name]["spec"].init
+                self.populations[name] = Layer(name, spec, self.populations[pre], init,
+                                               backend=be, seeds=self.seeds, dt_ms=self.dt_ms)
+            elif kind == "reservoir" and self.modulator == "reservoir":
+                self._ticks(spec.tau, (*where, "tau"), f"populations.{name}.tau")
+                layer = net.served_layer(name)
+                in_size = sum(self._tap_size(t) for t in self._taps_of(name))
+                self.populations[name] = Reservoir(
+                    name, spec, in_size=in_size, out_size=g.nodes[layer]["size"], backend=be,
+                    seeds=self.seeds, dt_ms=self.dt_ms)
+                self.readouts[name] = ReadoutLearning(
+                    self.populations[name], eta0=readout.eta0,
+                    tau_decay_ticks=readout.tau_decay_ms / self.dt_ms,
+                    tau_lpf_ticks=readout.tau_lpf_ms / self.dt_ms, backend=be)
+        for layer, rule in self.rules.items():
+            pop = self.populations[layer]
+            self.memories[layer] = WorkingMemory(rule.memory, self.sample_ticks, self.x_dim,
+                                                 self.label_dim, pop.size, backend=be,
+                                                 trials=self.trials)
+            self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule)
+            self.synapses[layer] = ThreeFactorSynapses(pop, dt_ms=self.dt_ms,
+                                                       tau_e_ms=rule.tau_e_ms,
+                                                       momentum=rule.momentum, backend=be)
+        for source, layer, data in net.edges_of("modulatory"):
+            if layer not in self.rules:
+                continue
+            spec = data["spec"].model_copy(update=overrides.get(layer, {}))
+            where = ("projections", data["index"])
+            period_ms = self.dt_ms if spec.period is None else spec.period
+            channel = Channel(
+                f"{source}->{layer}",
+                delay=self._ticks(spec.delay, (*where, "delay"), "delay"),
+                jitter=self._ticks(spec.jitter, (*where, "jitter"), "jitter"),
+                jitter_dist=spec.jitter_dist, loss=spec.loss,
+                period=self._ticks(period_ms, (*where, "period"), "period"),
+                seeds=self.seeds, schedule=self._schedule_delivery)
+            channel.receiver = self.synapses[layer]
+            channel.source = source
+            self.channels[layer] = channel
+
+    def _taps_of(self, reservoir: str) -> list[str]:
+        taps = self.network.taps(reservoir)
+        return taps or [self.input_name, LABELS, self.network.served_layer(reservoir)]
+
+    def _tap_size(self, name: str) -> int:
+        return self.label_dim if name == LABELS else self.network.graph.nodes[name]["size"]
+
+    def _tap_value(self, name: str):
+        return self.labels if name == LABELS else self.populations[name].z
+
+    # ------------------------------------------------------------- processes
+    def _schedule_delivery(self, delay: int, callback) -> None:
+        when = self.env.now + delay
+        event = _At(self.env, delay, DELIVER * _SLOT)
+        event.callbacks.append(lambda _ev: callback(when))
+
+    def _every(self, fn, period: int, priority: int, first: int = 0):
+        env = self.env
+
+        def proc():
+            yield _At(env, first, priority)
+            while True:
+                fn(env.now)
+                yield _At(env, period, priority)
+
+        return env.process(proc())
+
+    def _start_processes(self) -> None:
+        self._every(self._present, self.sample_ticks, PRESENT * _SLOT)
+        for i, (name, pop) in enumerate(self.populations.items()):
+            if pop.kind == "layer":
+                self._every(lambda t, n=name: self._step_layer(n, t), 1, POPULATION * _SLOT + i)
+            elif pop.kind == "reservoir":
+                self._every(lambda t, n=name: self._step_reservoir(n, t), 1,
+                            POPULATION * _SLOT + i)
+        for i, layer in enumerate(self.synapses):
+            self._every(self.synapses[layer].step, 1, PLASTICITY * _SLOT + i)
+        for j, res in enumerate(self.readouts):
+            self._every(lambda t, r=res: self._learn_readout(r, t), 1,
+                        PLASTICITY * _SLOT + len(self.synapses) + j)
+        self._every(self._probe, 1, PROBE * _SLOT)
+
+    def phase_of(self, tick: int) -> int:
+        """Tick index within the current sample."""
+        return (tick - self.sample_start) % self.sample_ticks
+
+    def _present(self, tick: int) -> None:
+        if self.samples_presented:
+            self._check_finite(tick)
+        self.sample_start = tick
+        if self.feed is None:
+            return
+        x, y_vec, labels = self.feed.next()
+        self.populations[self.input_name].set(x)
+        self.labels[...] = y_vec
+        self.current_labels = labels
+        self.samples_presented += 1
+        for layer, mem in self.memories.items():
+            mem.new_sample(x, y_vec)
+            self.xi_sources[layer].new_sample()
+
+    def _xi(self, layer: str, tick: int):
+        """The analytic ξ of ``layer`` at ``tick`` (computed once per tick)."""
+        cached = self._xi_cache.get(layer)
+        if cached is not None and cached[0] == tick:
+            return cached[1]
+        value = self.xi_sources[layer](self.phase_of(tick))
+        self._xi_cache[layer] = (tick, value)
+        return value
+
+    def _sends(self, layer: str, tick: int) -> bool:
+        ch = self.channels.get(layer)
+        return ch is not None and tick % ch.period == 0 and self.feed is not None
+
+    def _step_layer(self, name: str, tick: int) -> None:
+        pop = self.populations[name]
+        pop.step()
+        mem = self.memories.get(name)
+        if mem is None or self.feed is None:
+            return
+        phase = self.phase_of(tick)
+        mem.write_z(phase, pop.z)
+        if self.modulator == "analytic" and self._sends(name, tick):
+            self.channels[name].send(tick, self._xi(name, tick))
+        if phase == self.sample_ticks - 1 and self.log_objectives:
+            for metric, value in self.xi_sources[name].objectives(phase).items():
+                self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
+
+    def _step_reservoir(self, name: str, tick: int) -> None:
+        res = self.populations[name]
+        taps = [self._tap_value(t) for t in self._taps_of(name)]
+        res.step(self.backend.xp.concatenate(taps, axis=-1))
+        layer = self.network.served_layer(name)
+        if self.reservoir_drives_layers and self._sends(layer, tick):
+            self.channels[layer].send(tick, res.r_o.copy())
+
+    def _learn_readout(self, name: str, tick: int) -> None:
+        layer = self.network.served_layer(name)
+        if self.feed is None or layer not in self.xi_sources:
+            return
+        self.readouts[name].step(tick, self._xi(layer, tick))
+
+    def _probe(self, tick: int) -> None:
+        phase = self.phase_of(tick)
+        for window in self.windows.values():
+            window.record(phase)
+        for probe in self.probes:
+            if tick % probe.every == 0:
+                probe.record(tick)
+
+    def _check_finite(self, tick: int) -> None:
+        xp = self.backend.xp
+        for name, pop in self.populations.items():
+            for var, arr in pop.state().items():
+                if not math.isfinite(float(xp.sum(arr))):
+                    raise DivergenceError(
+                        f"diverged: {name}.{var} is not finite at tick {tick} "
+                        f"(t = {units.format_ms(tick * self.dt_ms)}) in phase {self.phase!r} "
+                        "(hint: lower the learning rate or check the inputs)")
+
+    # ------------------------------------------------------------ public API
+    log_objectives = True
+    reservoir_drives_layers = False
+    """In reservoir mode: whether readouts are broadcast to the layers (train phases)."""
+
+    @property
+    def tick(self) -> int:
+        return int(self.env.now)
+
+    def run(self, until: int) -> None:
+        """Process every tick before ``until`` (an absolute tick)."""
+        if until > self.env.now:
+            self.env.run(until=until)
+
+    def set_feed(self, feed) -> None:
+        """Samples to present: ``feed.next() -> (x (K,D), y_vec (K,Dy), labels (K,))``."""
+        self.feed = feed
+
+    def set_learning(self, *, layers: bool, readouts: bool, explore: bool = True,
+                     layer_decay_ms: float = 0.0, t_on: int | None = None) -> None:
+        """Switch what learns (called at phase boundaries)."""
+        t_on = self.tick if t_on is None else t_on
+        for syn in self.synapses.values():
+            syn.enabled = layers
+            syn.decay_ticks = layer_decay_ms / self.dt_ms
+            syn.t_on = t_on
+        for ro in self.readouts.values():
+            if readouts and not ro.enabled:
+                ro.t_on = t_on
+            ro.enabled = readouts
+        for pop in self.populations.values():
+            if pop.kind == "reservoir":
+                pop.explore = explore
+
+    def set_eta(self, eta: float) -> None:
+        for syn in self.synapses.values():
+            syn.eta_base = float(eta)
+
+    def probe(self, target: str, every: int = 1) -> Probe:
+        """Record ``'<population>.<variable>'`` (or ``'<layer>.xi'``) every ``every`` ticks."""
+        pop_name, _, var = target.partition(".")
+        if var == "xi":
+            if pop_name not in self.xi_sources:
+                raise ConfigError(f"cannot probe {target!r}: {pop_name!r} has no learning rule")
+            def getter():
+                return self._xi(pop_name, self.tick)
+        else:
+            if pop_name not in self.populations:
+                raise ConfigError(f"cannot probe {target!r}: no population {pop_name!r}",
+                                  hint="one of " + ", ".join(self.populations))
+            state = self.populations[pop_name].state()
+            if var not in state:
+                raise ConfigError(f"cannot probe {target!r}: {pop_name!r} has no {var!r}",
+                                  hint="one of " + ", ".join(state))
+            def getter():
+                return self.populations[pop_name].state()[var]
+        probe = Probe(target, getter, every, self.backend)
+        self.probes.append(probe)
+        return probe
+
+    def window(self, population: str) -> WindowMean:
+        """Sample-window mean recorder for ``population`` (created once)."""
+        if population not in self.windows:
+            self.windows[population] = WindowMean(self.populations[population],
+                                                  self.sample_ticks, self.backend)
+        return self.windows[population]

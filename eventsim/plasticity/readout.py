@@ -1,0 +1,59 @@
+"""Reward-modulated Hebbian readout learning, DL Eq. 10 with the filters of DL Eq. 13
+(Hoerzer, Legenstein & Maass 2014). Applied every tick while enabled:
+
+* ``P = −||r_o − ξ||²`` (ξ: the teacher, the analytic DL Eq. 8 signal)
+* low-pass filters, updated with the current value first:
+  ``P̄ ← (1 − dt/τ_lpf) P̄ + (dt/τ_lpf) P``, ``r̄_o ← (1 − dt/τ_lpf) r̄_o + (dt/τ_lpf) r_o``
+* ``M = 1[P > P̄]``
+* ``ΔW_o = η(t) M (r_o − r̄_o) rᵀ``, ``η(t) = η0 / (1 + (t − t_on)/τ_decay)`` for t > t_on.
+"""
+
+from __future__ import annotations
+
+
+class ReadoutLearning:
+    """Filters ``P̄`` (K,) and ``r̄_o`` (K, n_out) and the update of ``W_o``."""
+
+    def __init__(self, reservoir, *, eta0: float, tau_decay_ticks: float, tau_lpf_ticks: float,
+                 backend) -> None:
+        self.res = reservoir
+        self.xp = backend.xp
+        trials = reservoir.r_o.shape[0]
+        self.eta0 = eta0
+        self.tau_decay = tau_decay_ticks
+        self.a = backend.dtype.type(1.0 / tau_lpf_ticks)
+        self.p_bar = backend.zeros((trials,))
+        self.ro_bar = backend.zeros(reservoir.r_o.shape)
+        self.t_on = 0
+        self.enabled = False
+        self.dtype = backend.dtype
+
+    def eta(self, tick: int) -> float:
+        if tick <= self.t_on:
+            return 0.0
+        if self.tau_decay <= 0:
+            return self.eta0
+        return self.eta0 / (1.0 + (tick - self.t_on) / self.tau_decay)
+
+    def step(self, tick: int, target) -> None:
+        """One tick of DL Eq. 10 against ``target`` (K, n_out)."""
+        xp = self.xp
+        r_o = self.res.r_o
+        err = r_o - target
+        perf = -xp.sum(err * err, axis=-1)
+        a = self.a
+        self.p_bar += a * (perf - self.p_bar)
+        self.ro_bar += a * (r_o - self.ro_bar)
+        if not self.enabled:
+            return
+        gate = (perf > self.p_bar).astype(self.dtype)
+        eta = self.dtype.type(self.eta(tick))
+        post = (eta * gate)[:, None] * (r_o - self.ro_bar)
+        self.res.W_o += post[:, :, None] * self.res.r[:, None, :]
+
+    def get_state(self) -> dict:
+        return {"p_bar": self.p_bar, "ro_bar": self.ro_bar}
+
+    def set_state(self, state: dict) -> None:
+        self.p_bar[...] = state["p_bar"]
+        self.ro_bar[...] = state["ro_bar"]

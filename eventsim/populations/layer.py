@@ -1,0 +1,60 @@
+"""Rate 'LIF' layer of DL Eq. 6, batched over trials.
+
+Explicit Euler with step ``dt``:
+
+* ``u ← u + (dt/τ)(−u + W z_pre)``
+* ``z = tanh(u) + ζ`` with ``ζ ~ U(−a, a)`` drawn fresh every tick (``a`` = ``noise``)
+
+There is no bias and the state is not reset between samples. ``z_pre`` is the
+presynaptic population's output of the same tick (populations step in
+topological order).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import RandomStreams, UniformNoise
+
+
+def init_weights(spec, shape, seeds, name: str, backend):
+    """Draw (trials, *shape) initial weights from the projection's ``init`` spec."""
+    streams = RandomStreams(seeds, f"{name}/init")
+    width = 1.0 / math.sqrt(shape[-1])
+    if spec.dist == "normal":
+        host = streams.normal(shape, std=width if spec.std is None else spec.std)
+    else:
+        scale = width if spec.scale is None else spec.scale
+        host = streams.uniform(shape, -scale, scale)
+    return backend.asarray(host)
+
+
+class Layer:
+    """State ``u``, ``z`` (trials, size) and feed-forward weights ``W`` (trials, size, pre)."""
+
+    kind = "layer"
+
+    def __init__(self, name, spec, pre, init_spec, *, backend, seeds, dt_ms: float) -> None:
+        self.name = name
+        self.size = spec.size
+        self.pre = pre
+        trials = len(seeds)
+        xp = backend.xp
+        self.xp = xp
+        self.W = init_weights(init_spec, (spec.size, pre.size), seeds, name, backend)
+        self.u = backend.zeros((trials, spec.size))
+        self.z = backend.zeros((trials, spec.size))
+        self.leak = backend.dtype.type(dt_ms / spec.tau)
+        self.noise = UniformNoise(RandomStreams(seeds, f"{name}/noise"), (spec.size,),
+                                  spec.noise, backend)
+
+    def step(self) -> None:
+        """One Euler step of DL Eq. 6 (in place)."""
+        xp = self.xp
+        drive = xp.matmul(self.W, self.pre.z[..., None])[..., 0]
+        self.u += self.leak * (drive - self.u)
+        xp.tanh(self.u, out=self.z)
+        self.z += self.noise.next()
+
+    def state(self) -> dict:
+        return {"u": self.u, "z": self.z, "W": self.W}

@@ -1,0 +1,62 @@
+"""Progress display for long runs (tqdm).
+
+On a terminal a live bar shows the phase, the simulated time, ticks per second,
+the ETA and the latest metric. When stderr is not a terminal (CI logs) the bar
+is replaced by one plain line per phase, and ``quiet`` turns everything off.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+from .units import format_ms
+
+
+class Progress:
+    """Tracks ticks done out of a known total."""
+
+    def __init__(self, total_ticks: int, dt_ms: float, *, quiet: bool = False,
+                 stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.dt_ms = dt_ms
+        self.total = int(total_ticks)
+        self.interactive = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = None
+        if self.interactive:
+            self.bar = tqdm(total=self.total, unit="tick", unit_scale=True, file=self.stream,
+                            dynamic_ncols=True, smoothing=0.1)
+        self.done = 0
+        self.phase = ""
+        self.start = time.time()
+
+    def set_phase(self, name: str, detail: str = "") -> None:
+        self.phase = name
+        if self.bar is not None:
+            self.bar.set_description(f"{name} {detail}".strip())
+
+    def advance(self, tick: int) -> None:
+        step = tick - self.done
+        self.done = tick
+        if self.bar is not None and step > 0:
+            self.bar.update(step)
+            self.bar.set_postfix_str(f"t={format_ms(tick * self.dt_ms)}", refresh=False)
+
+    def metric(self, text: str) -> None:
+        """Show the latest metric (on the bar, or as a plain line off a terminal)."""
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"t={format_ms(self.done * self.dt_ms)} {text}")
+        else:
+            elapsed = time.time() - self.start
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            print(f"[{self.phase}] t={format_ms(self.done * self.dt_ms)} "
+                  f"({rate:,.0f} ticks/s) {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,299 @@
+"""Run a scenario: build data and simulator, drive the phases, evaluate, collect metrics.
+
+Phases run in order. An ``epochs`` phase presents the training set once per
+epoch in a fresh per-trial order; a ``duration`` phase keeps cycling through
+it. Evaluation (``evaluate.every`` epochs and at the end) presents the training
+set and then the test set with all learning off, records the last layer's mean
+rate over each sample window, fits the linear readout on the training windows
+and scores it on the test windows. The working memory is saved before and
+restored after an evaluation, so evaluation samples never enter learning.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import units
+from .backend import Backend, RandomStreams, get_backend
+from .config.scenario import Scenario
+from .data.dataset import Dataset, load_dataset
+from .engine.simulator import LayerRule, ReadoutRule, Simulator
+from .errors import ConfigError
+from .evaluate import fit_readout, readout_accuracy
+from .feed import SampleFeed
+from .plasticity.kernels import default_sigma
+
+
+@dataclass
+class RunResult:
+    """What a run produced (host arrays and tidy metric rows)."""
+
+    scenario: Scenario
+    backend: Backend
+    metrics: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    channels: dict = field(default_factory=dict)
+    traces: dict = field(default_factory=dict)
+    ticks: int = 0
+    wall_time_s: float = 0.0
+
+    @property
+    def test_accuracy(self) -> np.ndarray:
+        return np.asarray(self.summary.get("test_accuracy", []))
+
+
+def _backend(scenario: Scenario, name: str | None) -> Backend:
+    return get_backend(name or scenario.spec.backend, scenario.spec.dtype)
+
+
+def build_rules(sc: Scenario, ds: Dataset) -> dict[str, LayerRule]:
+    """One :class:`LayerRule` per layer, bandwidths ``σ = s·sqrt(D)``."""
+    r = sc.spec.rule
+    g = sc.network.graph
+    rules = {}
+    form = "phsic" if r.name == "phsic" else r.xi
+    for layer in sc.network.nodes_of("layer"):
+        gamma = r.gamma[layer] if isinstance(r.gamma, dict) else r.gamma
+        rules[layer] = LayerRule(
+            gamma=float(gamma), memory=r.memory,
+            sigma_x=default_sigma(r.sigma.x, ds.input_dim),
+            sigma_y=default_sigma(r.sigma.y, ds.label_dim),
+            sigma_z=default_sigma(r.sigma.z, g.nodes[layer]["size"]),
+            form=form, tau_e_ms=r.trace, momentum=r.lr.momentum)
+    return rules
+
+
+def make_simulator(sc: Scenario, ds: Dataset, backend: Backend) -> Simulator:
+    t = sc.spec.timing
+    sample_ticks = _ticks(sc, t.sample, ("timing", "sample"), t.dt)
+    overrides = {layer: {k: v for k, v in ch.model_dump().items() if v is not None}
+                 for layer, ch in sc.spec.modulator.channels.items()}
+    ro = sc.spec.readout
+    return Simulator(sc.network, seeds=sc.seeds, backend=backend, dt_ms=t.dt,
+                     sample_ticks=sample_ticks, label_dim=ds.label_dim,
+                     rules=build_rules(sc, ds), modulator=sc.spec.modulator.source,
+                     readout=ReadoutRule(eta0=ro.eta0, tau_decay_ms=ro.decay, tau_lpf_ms=ro.lpf),
+                     channel_overrides=overrides)
+
+
+def _ticks(sc: Scenario, ms: float, path: tuple, dt: float) -> int:
+    try:
+        return units.to_ticks(ms, dt)
+    except ValueError as exc:
+        raise sc.error(path, str(exc)) from None
+
+
+def load_scenario_dataset(sc: Scenario) -> Dataset:
+    d = sc.spec.dataset
+    try:
+        ds = load_dataset(d.name, trials=sc.spec.trials, seed=d.seed, **d.params)
+    except ConfigError:
+        raise
+    except Exception as exc:  # dataset factories raise DatasetError; name the field
+        raise sc.error(("dataset",), str(exc)) from None
+    inputs = sc.network.inputs()
+    size = sc.network.graph.nodes[inputs[0]]["size"]
+    if size != ds.input_dim:
+        raise sc.error(("dataset", "name"),
+                       f"size mismatch: dataset {d.name!r} has {ds.input_dim} inputs but "
+                       f"population {inputs[0]!r} has size {size}",
+                       "match the network's input size to the data")
+    return ds
+
+
+def eta_for_epoch(lr, epoch: int) -> float:
+    """The rate of ``epoch`` (0-based): the last schedule entry at or before it."""
+    eta = lr.eta
+    for start in sorted(lr.schedule):
+        if epoch >= start:
+            eta = lr.schedule[start]
+    return eta
+
+
+class Runner:
+    """Drives one scenario on the engine (rules ``hsic`` and ``phsic`` in engine mode)."""
+
+    def __init__(self, sc: Scenario, *, backend: str | None = None, progress=None) -> None:
+        self.sc = sc
+        self.backend = _backend(sc, backend)
+        self.ds = load_scenario_dataset(sc)
+        self.sim = make_simulator(sc, self.ds, self.backend)
+        self.out_layer = sc.network.nodes_of("layer")[-1]
+        self.progress = progress
+        self.result = RunResult(scenario=sc, backend=self.backend)
+        self.train_streams = RandomStreams(sc.seeds, "presenter")
+        self.epoch = 0
+        self.probes = [self.sim.probe(p.target, p.every) for p in sc.spec.probes]
+
+    def total_ticks(self) -> int:
+        """Ticks the whole run will take (phases plus evaluation passes)."""
+        t = self.sim.sample_ticks
+        n_train, n_test = self.ds.x_train.shape[1], self.ds.x_test.shape[1]
+        total, epochs = 0, 0
+        for phase in self.sc.spec.phases:
+            if phase.epochs is not None:
+                total += phase.epochs * n_train * t
+                epochs += phase.epochs
+            else:
+                total += int(round(phase.duration / self.sim.dt_ms))
+        every = self.sc.spec.evaluate.every
+        evaluations = 1 + (epochs // every if every else 0)
+        return total + evaluations * (n_train + n_test) * t
+
+    @property
+    def samples(self) -> int:
+        return self.ds.x_train.shape[1]
+
+    def _feed(self, split: str, shuffle: bool) -> SampleFeed:
+        x = getattr(self.ds, f"x_{split}")
+        y = getattr(self.ds, f"y_{split}")
+        return SampleFeed(x, y, self.ds.n_classes, self.backend,
+                          self.train_streams if shuffle else None)
+
+    def _metric(self, phase: str, metric: str, values, epoch=None) -> None:
+        for k, v in enumerate(np.ravel(values)):
+            self.result.metrics.append({"phase": phase, "epoch": epoch, "tick": self.sim.tick,
+                                        "trial": k, "metric": metric, "value": float(v)})
+
+    def _advance(self, ticks: int) -> None:
+        end = self.sim.tick + ticks
+        chunk = max(self.sim.sample_ticks, 1000 // self.sim.sample_ticks * self.sim.sample_ticks)
+        while self.sim.tick < end:
+            target = min(end, self.sim.tick + chunk)
+            self.sim.run(target)
+            if self.progress is not None:
+                self.progress.advance(self.sim.tick)
+
+    def _flush_objectives(self, phase: str, epoch) -> None:
+        by_key: dict[tuple[str, str], list] = {}
+        for _, layer, metric, value in self.sim.objective_log:
+            by_key.setdefault((metric, layer), []).append(value)
+        self.sim.objective_log.clear()
+        for (metric, layer), values in by_key.items():
+            self._metric(phase, f"{metric}/{layer}", np.mean(values, axis=0), epoch)
+
+    def run(self) -> RunResult:
+        start = time.time()
+        train_feed = self._feed("train", shuffle=True)
+        for phase in self.sc.spec.phases:
+            self.sim.phase = phase.name
+            if self.progress is not None:
+                self.progress.set_phase(phase.name)
+            phase_start = self.sim.tick
+            learn_layers = "layers" in phase.learn
+            lr = self.sc.spec.rule.lr
+            self.sim.set_learning(layers=learn_layers, readouts="readouts" in phase.learn,
+                                  explore=phase.explore, layer_decay_ms=lr.decay,
+                                  t_on=phase_start)
+            self.sim.reservoir_drives_layers = learn_layers
+            self.sim.set_feed(train_feed)
+            if phase.epochs is not None:
+                for _ in range(phase.epochs):
+                    self.sim.set_eta(eta_for_epoch(lr, self.epoch))
+                    self._advance(self.samples * self.sim.sample_ticks)
+                    self.epoch += 1
+                    self._flush_objectives(phase.name, self.epoch)
+                    self._report(f"epoch {self.epoch}")
+                    every = self.sc.spec.evaluate.every
+                    if every and self.epoch % every == 0:
+                        self.evaluate(phase.name)
+                        self.sim.set_learning(layers=learn_layers,
+                                              readouts="readouts" in phase.learn,
+                                              explore=phase.explore, layer_decay_ms=lr.decay,
+                                              t_on=phase_start)
+                        self.sim.set_feed(train_feed)
+            else:
+                self.sim.set_eta(eta_for_epoch(lr, self.epoch))
+                self._advance(_ticks(self.sc, phase.duration, ("phases",), self.sim.dt_ms))
+                self._flush_objectives(phase.name, None)
+        self.sim.phase = "evaluate"
+        accuracy = self.evaluate("final")
+        self.result.summary["test_accuracy"] = accuracy["test"]
+        self.result.summary["train_accuracy"] = accuracy["train"]
+        self._weight_ratio()
+        self.result.channels = {name: ch.record() for name, ch in self.sim.channels.items()}
+        self.result.traces = {p.name: p.data() for p in self.probes}
+        self.result.ticks = self.sim.tick
+        self.result.wall_time_s = time.time() - start
+        return self.result
+
+    def _report(self, prefix: str) -> None:
+        if self.progress is None:
+            return
+        last = {}
+        for row in self.result.metrics:
+            last[row["metric"]] = row
+        shown = [m for m in last if m.startswith(("accuracy/test", f"objective_dl/{self.out_layer}"))]
+        parts = []
+        for metric in shown:
+            vals = [r["value"] for r in self.result.metrics
+                    if r["metric"] == metric and r["tick"] == last[metric]["tick"]]
+            parts.append(f"{metric}={np.mean(vals):.4g}")
+        self.progress.metric(f"{prefix} " + " ".join(parts))
+
+    def evaluate(self, phase: str) -> dict:
+        """Fit the readout on training windows, score on test windows (learning off)."""
+        sim = self.sim
+        saved = {name: copy.deepcopy(mem.get_state()) for name, mem in sim.memories.items()}
+        sim.set_learning(layers=False, readouts=False, explore=False)
+        window = sim.window(self.out_layer)
+        window.enabled = True
+        feats = {}
+        for split in ("train", "test"):
+            n = getattr(self.ds, f"x_{split}").shape[1]
+            sim.set_feed(self._feed(split, shuffle=False))
+            self._advance(n * sim.sample_ticks)
+            feats[split] = window.take()
+        window.enabled = False
+        for name, mem in sim.memories.items():
+            mem.set_state(saved[name])
+        be = self.backend
+        readout = fit_readout(be.asarray(feats["train"]), be.xp.asarray(self.ds.y_train),
+                              self.ds.n_classes)
+        acc = {split: be.to_host(readout_accuracy(readout, be.asarray(feats[split]),
+                                                  be.xp.asarray(getattr(self.ds, f"y_{split}"))))
+               for split in ("train", "test")}
+        epoch = self.epoch
+        self._metric(phase, "accuracy/train", acc["train"], epoch)
+        self._metric(phase, "accuracy/test", acc["test"], epoch)
+        self._report(f"evaluation after epoch {epoch}")
+        self.result.summary["code_words"] = _code_words(feats["test"], self.ds)
+        return acc
+
+    def _weight_ratio(self) -> None:
+        """DL Fig. 5B: learned ``W[1]/W[0]`` vs the true ``w[1]/w[0]`` (2-input perceptron)."""
+        w_true = self.ds.meta.get("w")
+        layers = self.sc.network.nodes_of("layer")
+        if w_true is None or len(layers) != 1:
+            return
+        W = self.backend.to_host(self.sim.populations[layers[0]].W)
+        if W.shape[1:] != (1, 2):
+            return
+        self.result.summary["weight_ratio"] = W[:, 0, 1] / W[:, 0, 0]
+        self.result.summary["true_ratio"] = np.asarray(w_true)[:, 1] / np.asarray(w_true)[:, 0]
+
+
+def _code_words(features: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Mean last-layer rate per class on the test set (DL Fig. 8), (K, classes, units)."""
+    y = np.asarray(ds.y_test)
+    out = np.zeros((features.shape[0], ds.n_classes, features.shape[2]))
+    for c in range(ds.n_classes):
+        mask = (y == c)[..., None]
+        out[:, c] = (features * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+    return out
+
+
+def run_scenario(sc: Scenario, *, backend: str | None = None, progress=None) -> RunResult:
+    """Run ``sc`` and return its :class:`RunResult`."""
+    if sc.spec.rule.name == "backprop":
+        from .baselines.runner import run_backprop_scenario  # noqa: PLC0415
+
+        return run_backprop_scenario(sc, backend=_backend(sc, backend))
+    if not sc.spec.phases:
+        raise sc.error(("phases",), "the scenario has no phases",
+                       "add e.g. phases: [{name: train, epochs: 50, learn: [layers]}]")
+    return Runner(sc, backend=backend, progress=progress).run()
