@@ -17,7 +17,7 @@ from .config.scenario import Scenario, load_scenario
 from .errors import DivergenceError
 from .progress import Progress
 from .rundir import RunDir, metrics_frame
-from .runner import RunResult, Runner, run_scenario
+from .runner import Runner, RunResult, run_scenario
 from .units import format_ms
 
 
@@ -92,13 +92,14 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
     if runner is not None:
         sample_ticks = runner.sim.sample_ticks
         for name, rec in result.channels.items():
-            channels[name.replace("->", "_to_")] = {
+            channels[name] = {
                 **rec, "sample_ticks": np.arange(0, result.ticks, sample_ticks)}
     rundir.write_traces(traces, channels, dt)
     be = result.backend
     rundir.write_meta(status="finished", backend=be.name, device=be.device(), dtype=str(be.dtype),
                       end_time=_now(), wall_time_s=time.time() - start, ticks=result.ticks,
-                      simulated_time=format_ms(result.ticks * dt),
+                      simulated_time=format_ms(result.ticks * dt), dt_ms=dt,
+                      phases=result.phases,
                       summary={k: np.asarray(v).tolist() for k, v in result.summary.items()})
     run = Run(result=result, directory=rundir)
     if plots:
@@ -109,7 +110,8 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
 def _units(name: str) -> str:
     var = name.rpartition(".")[2]
     return {"u": "a.u. (membrane)", "z": "rate", "r": "rate", "W": "weight",
-            "xi": "a.u. (third factor)", "readout": "a.u. (third factor)"}.get(var, "a.u.")
+            "xi": "a.u. (third factor)", "readout": "a.u. (third factor)",
+            "code": "rate (sample-window mean)", "label": "class index"}.get(var, "a.u.")
 
 
 def run(path, *, overrides: dict | None = None, backend: str | None = None, out=None,

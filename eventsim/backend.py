@@ -176,12 +176,15 @@ class UniformNoise:
         return out
 
     def get_state(self) -> dict:
+        """The current block, the position in it and the generators' states."""
         buf = None if self._buf is None else self.backend.to_host(self._buf)
-        return {"buf": buf, "pos": self._pos}
+        return {"buf": buf, "pos": self._pos, "rng": self.streams.get_state()}
 
     def set_state(self, state: dict) -> None:
         self._buf = None if state["buf"] is None else self.backend.asarray(state["buf"])
         self._pos = int(state["pos"])
+        if "rng" in state:
+            self.streams.set_state(state["rng"])
 
 
 def array_module(a):

@@ -15,7 +15,9 @@ by a linear readout of the last layer's features:
 * it is minimised by full-batch Nesterov-accelerated gradient descent from zero,
   batched over trials, with step ``1/L``, where ``L = c·λ_max(X̂ᵀX̂/S) + l2``
   bounds the curvature (``c = 1/4`` for the logistic, ``1/2`` for the softmax
-  loss). The result is deterministic.
+  loss), for at most a fixed number of steps, each trial stopping once its
+  gradient is below a tolerance. The result is deterministic and each trial's
+  fit does not depend on the other trials.
 
 All functions work on NumPy and CuPy arrays.
 """
@@ -135,7 +137,7 @@ def _curvature_bound(features, n_classes: int, l2: float):
 
 
 def fit_readout(features_train, y_train, n_classes: int, *, l2: float = 1e-4,
-                steps: int = 500) -> Readout:
+                steps: int = 500, tol: float = 1e-5) -> Readout:
     """Fit a logistic (binary) or softmax (multi-class) readout per trial.
 
     Args:
@@ -143,7 +145,10 @@ def fit_readout(features_train, y_train, n_classes: int, *, l2: float = 1e-4,
         y_train: (K, S) integer labels in ``[0, n_classes)``.
         n_classes: number of classes.
         l2: weight of the ``(l2/2)||W||²`` penalty on standardised features.
-        steps: number of full-batch Nesterov gradient steps.
+        steps: maximum number of full-batch Nesterov gradient steps.
+        tol: a trial stops (and keeps its weights) once every entry of its
+            gradient, taken at the step's look-ahead point, is below ``tol``
+            in magnitude, so each trial's fit does not depend on the others.
 
     Raises:
         DivergenceError: if a feature is NaN or infinite (naming the trials).
@@ -164,14 +169,19 @@ def fit_readout(features_train, y_train, n_classes: int, *, l2: float = 1e-4,
     w = xp.zeros((k, f, c), dtype=x.dtype)
     b = xp.zeros((k, c), dtype=x.dtype)
     w_prev, b_prev = w, b
+    active = xp.ones((k, 1, 1), dtype=bool)
     for i in range(steps):
         momentum = i / (i + 3.0)
         w_look = w + momentum * (w - w_prev)
         b_look = b + momentum * (b - b_prev)
         _, gw, gb = readout_objective(w_look, b_look, xs, y_train, n_classes, l2)
         w_prev, b_prev = w, b
-        w = w_look - step * gw
-        b = b_look - step[:, :, 0] * gb
+        w = xp.where(active, w_look - step * gw, w)
+        b = xp.where(active[:, :, 0], b_look - step[:, :, 0] * gb, b)
+        gmax = xp.maximum(xp.abs(gw).max(axis=(1, 2)), xp.abs(gb).max(axis=1))
+        active &= (gmax >= tol)[:, None, None]
+        if not bool(active.any()):
+            break
     loss, _, _ = readout_objective(w, b, xs, y_train, n_classes, l2)
     return Readout(mean=mean, scale=scale, weights=w, bias=b, n_classes=n_classes, loss=loss)
 

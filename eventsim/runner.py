@@ -38,6 +38,7 @@ class RunResult:
     summary: dict = field(default_factory=dict)
     channels: dict = field(default_factory=dict)
     traces: dict = field(default_factory=dict)
+    phases: list = field(default_factory=list)
     ticks: int = 0
     wall_time_s: float = 0.0
 
@@ -210,13 +211,18 @@ class Runner:
                 self.sim.set_eta(eta_for_epoch(lr, self.epoch))
                 self._advance(_ticks(self.sc, phase.duration, ("phases",), self.sim.dt_ms))
                 self._flush_objectives(phase.name, None)
+            self.result.phases.append({"name": phase.name, "start_tick": phase_start,
+                                       "end_tick": self.sim.tick})
         self.sim.phase = "evaluate"
+        eval_start = self.sim.tick
         accuracy = self.evaluate("final")
+        self.result.phases.append({"name": "evaluate", "start_tick": eval_start,
+                                   "end_tick": self.sim.tick})
         self.result.summary["test_accuracy"] = accuracy["test"]
         self.result.summary["train_accuracy"] = accuracy["train"]
         self._weight_ratio()
         self.result.channels = {name: ch.record() for name, ch in self.sim.channels.items()}
-        self.result.traces = {p.name: p.data() for p in self.probes}
+        self.result.traces.update({p.name: p.data() for p in self.probes})
         self.result.ticks = self.sim.tick
         self.result.wall_time_s = time.time() - start
         return self.result
@@ -227,7 +233,8 @@ class Runner:
         last = {}
         for row in self.result.metrics:
             last[row["metric"]] = row
-        shown = [m for m in last if m.startswith(("accuracy/test", f"objective_dl/{self.out_layer}"))]
+        wanted = ("accuracy/test", f"objective_dl/{self.out_layer}")
+        shown = [m for m in last if m.startswith(wanted)]
         parts = []
         for metric in shown:
             vals = [r["value"] for r in self.result.metrics
@@ -262,6 +269,12 @@ class Runner:
         self._metric(phase, "accuracy/test", acc["test"], epoch)
         self._report(f"evaluation after epoch {epoch}")
         self.result.summary["code_words"] = _code_words(feats["test"], self.ds)
+        n_test = feats["test"].shape[1]
+        test_ticks = sim.tick - (n_test - np.arange(n_test)) * sim.sample_ticks
+        self.result.traces[f"{self.out_layer}.code"] = (test_ticks,
+                                                        feats["test"].swapaxes(0, 1))
+        self.result.traces[f"{self.out_layer}.label"] = (test_ticks,
+                                                         np.asarray(self.ds.y_test).T)
         return acc
 
     def _weight_ratio(self) -> None:

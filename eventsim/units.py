@@ -43,12 +43,16 @@ def to_ticks(value, dt_ms: float) -> int:
 
     Raises ``ValueError`` when the duration is not a whole number of ticks.
     """
+    if not (math.isfinite(dt_ms) and dt_ms > 0):
+        raise ValueError(f"the tick dt = {dt_ms!r} ms must be positive and finite")
     ms = to_ms(value)
     ticks = ms / dt_ms
     nearest = round(ticks)
-    if abs(ticks - nearest) > 1e-9 * max(1.0, abs(ticks)):
+    # Allow only floating-point noise (relative 1e-12, far above the ~1e-16 of the
+    # parse and the division), never a fraction of a tick of a long duration.
+    if abs(ticks - nearest) > max(1e-9, 1e-12 * abs(ticks)):
         raise ValueError(
-            f"{value!r} is {ticks:g} ticks of dt = {dt_ms:g} ms, not a whole number "
+            f"{value!r} is {ticks:.12g} ticks of dt = {dt_ms:g} ms, not a whole number "
             f"(use a multiple of {dt_ms:g} ms)"
         )
     return int(nearest)

@@ -153,6 +153,8 @@ def test_configuration_errors():
         MLP([2, 1], 2, [0], activation="relu")
     with pytest.raises(ConfigError, match="sizes"):
         MLP([2], 2, [0])
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_backprop(ds, [2, 2, 1], [0, 1], batch_size=0)
 
 
 def test_divergence_is_reported():

@@ -168,8 +168,11 @@ class MLP:
             each taken before its update, host array (K,).
 
         Raises:
+            ConfigError: if ``batch_size < 1``.
             DivergenceError: if the loss becomes NaN or infinite.
         """
+        if int(batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
         xp = self.backend.xp
         x = self.backend.asarray(dataset.x_train)
         y = xp.asarray(dataset.y_train)

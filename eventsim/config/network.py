@@ -290,8 +290,9 @@ def _check_edge(doc, g, where, proj) -> None:
                             f"{dst['kind']}", "point it at the layer whose plasticity it gates")
         if src["kind"] != "reservoir":
             raise doc.error((*where, "from"),
-                            f"a modulatory edge must come from a reservoir, {proj.source!r} is of kind "
-                            f"{src['kind']}", "the analytic ξ replaces the reservoir in a scenario")
+                            f"a modulatory edge must come from a reservoir, {proj.source!r} "
+                            f"is of kind {src['kind']}",
+                            "the analytic ξ replaces the reservoir in a scenario")
         readout = src["spec"].readout
         if readout is not None and readout != dst["size"]:
             raise doc.error((*where, "to"),
@@ -335,7 +336,8 @@ def _check_structure(doc, g, base) -> None:
             served = [v for _, v, k in g.out_edges(name, data="kind") if k == "modulatory"]
             if len(served) != 1:
                 raise doc.error(where,
-                                f"reservoir {name!r} modulates {len(served)} layers, needs exactly 1",
+                                f"reservoir {name!r} modulates {len(served)} layers, "
+                                "needs exactly 1",
                                 f"add {{from: {name}, to: <layer>, kind: modulatory}}")
     if not any(a["kind"] == "input" for _, a in g.nodes(data=True)):
         raise doc.error((*base, "populations"), "the network has no input population",

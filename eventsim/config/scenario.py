@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from .. import units
 from ..errors import ConfigError
 from .network import Network, network_from_doc
 from .schema import Duration, NonNeg, PosInt, Probability, Strict, validate
@@ -238,6 +239,54 @@ def _check(sc: Scenario) -> None:
         if "readouts" in phase.learn and sc.spec.modulator.source != "reservoir":
             raise sc.error(("phases", i, "learn"), "readouts learn only with reservoirs",
                            "set modulator.source: reservoir")
+    _check_ticks(sc)
+
+
+def _check_ticks(sc: Scenario) -> None:
+    """Every duration the clock counts must be a whole number of ticks of ``timing.dt``.
+
+    Checked here, so that ``validate`` catches it, and located at the field that
+    sets the value: the scenario (timing, phases, channel overrides) or the
+    network (time constants and channel timing that the scenario does not override).
+    """
+    spec = sc.spec
+    dt = spec.timing.dt
+    if dt <= 0:
+        raise sc.error(("timing", "dt"), "dt must be positive", "e.g. dt: 1 ms")
+
+    def whole(doc, path, ms, minimum=0):
+        try:
+            ticks = units.to_ticks(ms, dt)
+        except ValueError:
+            raise doc.error(path, f"{ms:.12g} ms is {ms / dt:.12g} ticks of dt = {dt:.12g} ms, "
+                                  "not a whole number",
+                            f"use a multiple of {dt:.12g} ms") from None
+        if ticks < minimum:
+            raise doc.error(path, f"{ms:.12g} ms is shorter than one tick (dt = {dt:.12g} ms)",
+                            f"use a positive multiple of {dt:.12g} ms")
+
+    whole(sc.doc, ("timing", "sample"), spec.timing.sample, minimum=1)
+    for i, phase in enumerate(spec.phases):
+        if phase.duration is not None:
+            whole(sc.doc, ("phases", i, "duration"), phase.duration)
+    net = sc.network
+    base = ("network",) if isinstance(spec.network, dict) else ()
+    for name, attrs in net.graph.nodes(data=True):
+        if attrs["kind"] == "layer" or (attrs["kind"] == "reservoir"
+                                        and spec.modulator.source == "reservoir"):
+            whole(net.doc, (*base, "populations", name, "tau"), attrs["spec"].tau)
+    for _, layer, data in net.edges_of("modulatory"):
+        edge = data["spec"]
+        override = spec.modulator.channels.get(layer)
+        for key in ("delay", "jitter", "period"):
+            value = None if override is None else getattr(override, key)
+            if value is not None:
+                doc, path = sc.doc, ("modulator", "channels", layer, key)
+            else:
+                value = getattr(edge, key)
+                doc, path = net.doc, (*base, "projections", data["index"], key)
+            if value is not None:
+                whole(doc, path, value, minimum=1 if key == "period" else 0)
 
 
 def load_scenario(path, overrides: dict | None = None) -> Scenario:

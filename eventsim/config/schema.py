@@ -119,6 +119,9 @@ def validate(model: type[BaseModel], doc: YamlDoc, data=None, base: tuple = ()):
     The first error becomes a one-line ConfigError naming the file, line and field.
     """
     data = doc.data if data is None else data
+    if data is None and not base:
+        raise doc.error(base, "the file is empty", "a network or scenario file is a mapping "
+                                                   "of fields such as name: ...")
     if not isinstance(data, dict):
         raise doc.error(base, f"expected a mapping of fields, got {type(data).__name__}")
     try:
@@ -133,8 +136,14 @@ def validate(model: type[BaseModel], doc: YamlDoc, data=None, base: tuple = ()):
             path = (*path, ctx["field"])
         elif err["type"] == "missing":
             missing = err["loc"][-1]
-            path = (*path, missing) if path and path[-1] != missing else path
+            path = (*path, missing) if not path or path[-1] != missing else path
             message = f"required field {missing!r} is missing"
+        elif err["type"] == "union_tag_not_found":
+            if isinstance(err.get("input"), dict):
+                path = (*path, "kind")
+                message = "required field 'kind' is missing"
+            else:
+                message = f"expected a mapping of fields, got {type(err.get('input')).__name__}"
         elif err["type"] == "union_tag_invalid":
             path = (*path, "kind")
             message = f"unknown kind {ctx.get('tag')!r}"

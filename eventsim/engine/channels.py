@@ -32,7 +32,7 @@ class Channel:
         self.trials = len(seeds)
         self.streams = RandomStreams(seeds, f"channel/{name}")
         self.schedule = schedule
-        """``schedule(delay_ticks, callback)``: call ``callback(tick)`` in that tick's DELIVER slot."""
+        """``schedule(delay, callback)``: call ``callback(tick)`` in that tick's DELIVER slot."""
         self.receiver = None
         self.in_flight: dict[int, list] = {}
         self.sent = array("q")

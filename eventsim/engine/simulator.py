@@ -28,6 +28,7 @@ from simpy.events import Event
 from .. import units
 from ..backend import Backend, get_backend
 from ..config.network import LABELS, Network
+from ..config.yamlfile import dotted
 from ..errors import ConfigError, DivergenceError
 from ..plasticity import hsic
 from ..plasticity.memory import WorkingMemory
@@ -85,10 +86,21 @@ class AnalyticXi:
         self.rule = rule
         self.coef = None
 
+    def _xy(self):
+        # Fancy indexing of the ring buffer gives a trial-strided layout when K > 1;
+        # contiguous copies make the batched arithmetic (matmul) bit-identical to
+        # K separate single-trial runs.
+        xp = self.memory.xp
+        x, y = self.memory.xy()
+        return xp.ascontiguousarray(x), xp.ascontiguousarray(y)
+
+    def _z(self, phase: int):
+        return self.memory.xp.ascontiguousarray(self.memory.z_at(phase))
+
     def new_sample(self) -> None:
         """Recompute the per-sample coefficient row (the X and Y kernels)."""
         r = self.rule
-        x, y = self.memory.xy()
+        x, y = self._xy()
         if r.form == "phsic":
             self.coef = hsic.phsic_label_coefficients(y, gamma=r.gamma, sigma_y=r.sigma_y)
         else:
@@ -96,7 +108,7 @@ class AnalyticXi:
                                              sigma_y=r.sigma_y, form=r.form)
 
     def __call__(self, phase: int):
-        z = self.memory.z_at(phase)
+        z = self._z(phase)
         if self.rule.form == "phsic":
             return hsic.xi_phsic_from_coefficients(self.coef, z, self.rule.sigma_z)
         return hsic.xi_from_coefficients(self.coef, z, self.rule.sigma_z)
@@ -104,8 +116,8 @@ class AnalyticXi:
     def objectives(self, phase: int) -> dict:
         """DL and PL objectives of the layer over the memory at ``phase``, each (K,)."""
         r = self.rule
-        x, y = self.memory.xy()
-        z = self.memory.z_at(phase)
+        x, y = self._xy()
+        z = self._z(phase)
         kw = {"gamma": r.gamma, "sigma_y": r.sigma_y, "sigma_z": r.sigma_z}
         return {"objective_dl": hsic.objective_dl(x, y, z, sigma_x=r.sigma_x, **kw),
                 "objective_pl": hsic.objective_pl(y, z, **kw)}
@@ -209,12 +221,12 @@ class Simulator:
         self._start_processes()
 
     # ----------------------------------------------------------------- build
-    def _ticks(self, ms: float, where: tuple, what: str) -> int:
+    def _ticks(self, ms: float, where: tuple, what: str | None = None) -> int:
         try:
             return units.to_ticks(ms, self.dt_ms)
         except ValueError as exc:
             raise ConfigError(str(exc), file=self.network.file, line=self.network.line_of(where),
-                              field=what) from None
+                              field=what or dotted(where)) from None
 
     def _build(self, readout: ReadoutRule, overrides: dict) -> None:
         net, g, be = self.network, self.network.graph, self.backend
@@ -261,10 +273,10 @@ class Simulator:
             period_ms = self.dt_ms if spec.period is None else spec.period
             channel = Channel(
                 f"{source}->{layer}",
-                delay=self._ticks(spec.delay, (*where, "delay"), "delay"),
-                jitter=self._ticks(spec.jitter, (*where, "jitter"), "jitter"),
+                delay=self._ticks(spec.delay, (*where, "delay")),
+                jitter=self._ticks(spec.jitter, (*where, "jitter")),
                 jitter_dist=spec.jitter_dist, loss=spec.loss,
-                period=self._ticks(period_ms, (*where, "period"), "period"),
+                period=self._ticks(period_ms, (*where, "period")),
                 seeds=self.seeds, schedule=self._schedule_delivery)
             channel.receiver = self.synapses[layer]
             channel.source = source
@@ -342,7 +354,8 @@ class Simulator:
 
     def _sends(self, layer: str, tick: int) -> bool:
         ch = self.channels.get(layer)
-        return ch is not None and tick % ch.period == 0 and self.feed is not None
+        return (ch is not None and ch.receiver.enabled and tick % ch.period == 0
+                and self.feed is not None)
 
     def _step_layer(self, name: str, tick: int) -> None:
         pop = self.populations[name]
@@ -400,9 +413,14 @@ class Simulator:
         return int(self.env.now)
 
     def run(self, until: int) -> None:
-        """Process every tick before ``until`` (an absolute tick)."""
+        """Process every tick before ``until`` (an absolute tick).
+
+        Floating-point overflow is not warned about: the divergence guard checks
+        every state at each sample boundary and stops the run with its location.
+        """
         if until > self.env.now:
-            self.env.run(until=until)
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.env.run(until=until)
 
     def set_feed(self, feed) -> None:
         """Samples to present: ``feed.next() -> (x (K,D), y_vec (K,Dy), labels (K,))``."""

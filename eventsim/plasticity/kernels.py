@@ -29,10 +29,15 @@ def default_sigma(scale: float, dim: int) -> float:
 
 
 def sq_distances(a, b):
-    """Squared Euclidean distances ``||a_p − b_q||²``, shape (..., P, Q)."""
+    """Squared Euclidean distances ``||a_p − b_q||²``, shape (..., P, Q).
+
+    Computed as ``|a|² + |b|² − 2 a·bᵀ`` (clipped at 0), which needs no
+    (..., P, Q, D) intermediate.
+    """
     xp = array_module(a)
-    diff = a[..., :, None, :] - b[..., None, :, :]
-    return xp.sum(diff * diff, axis=-1)
+    sa = xp.sum(a * a, axis=-1)[..., :, None]
+    sb = xp.sum(b * b, axis=-1)[..., None, :]
+    return xp.maximum(sa + sb - 2.0 * linear_kernel(a, b), 0.0)
 
 
 def gaussian_kernel(a, b, sigma: float):

@@ -1,0 +1,568 @@
+"""Run directories: atomic files, resolved config, metadata, metrics and traces.
+
+A run directory holds everything needed to inspect or re-plot a run::
+
+    runs/<scenario-slug>/<YYYYmmdd-HHMMSS>-<hash8>/
+        config.resolved.yaml   the fully resolved scenario (network inlined)
+        meta.json              versions, git commit, backend, seeds, timing
+        metrics.csv            tidy rows: phase, epoch, tick, trial, metric, value
+        traces.h5              probed signals and modulatory channel records
+        plots/                 PNGs written by :mod:`eventsim.plots`
+
+``hash8`` is the first 8 hex digits of the SHA-256 of the canonical (sorted-key
+JSON) resolved config, so runs of the same configuration share a suffix.
+
+Every file is written atomically: the bytes go to a hidden temporary file in
+the same directory (``.<name>.<random>.tmp``), which is flushed, fsynced and
+then renamed over the target with :func:`os.replace`. A reader, or a run killed
+at any instant, therefore sees either the previous complete file or the new
+complete one, never a torn one. A killed writer may leave its hidden ``.tmp``
+file behind; it is never mistaken for a result.
+
+Traces are stored as HDF5 through h5py rather than NetCDF/xarray. HDF5 is
+self-describing (names, shapes, dtypes and attributes such as units and dt
+travel with the data), supports chunked, compressed datasets and partial reads
+(one signal, or a slice of one, without loading the file), and h5py is a single
+dependency over NumPy. NetCDF-4 is HDF5 underneath, but reading it comfortably
+means netCDF4 or xarray plus pandas, a much heavier stack for little gain here.
+
+Layout of ``traces.h5`` (attribute ``format = "eventsim-traces/1"``)::
+
+    /signals/<pop>.<var>   data, shape (time, trial, ...); attrs units, dt, dt_units
+    /ticks/<pop>.<var>     int64 (time,): the tick of each sample
+    /time/<pop>.<var>      float64 (time,): the same in ms (a dimension scale)
+    /channels/<name>/      datasets sent_tick (M,), deliver_tick (M,) or (M, trial)
+                           (-1: dropped), dropped (same shape as deliver_tick);
+                           attribute sample_ticks (tick at which each sample starts)
+
+The file uses the HDF5 1.8 object-header format so that attributes larger than
+64 KiB (``sample_ticks`` of a long run) are allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import os
+import platform
+import re
+import secrets
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import h5py
+import numpy as np
+import yaml
+
+from . import __version__
+from .errors import EventsimError
+
+CONFIG_FILE = "config.resolved.yaml"
+META_FILE = "meta.json"
+METRICS_FILE = "metrics.csv"
+TRACES_FILE = "traces.h5"
+PLOTS_DIR = "plots"
+
+METRIC_COLUMNS = ("phase", "epoch", "tick", "trial", "metric", "value")
+#: Keys the caller of :meth:`RunDir.write_meta` supplies; absent ones are stored as null.
+META_FIELDS = (
+    "backend", "device", "dtype", "seeds", "start_time", "end_time", "wall_time_s", "ticks",
+)
+#: Keys :func:`environment_facts` always provides (a value may be null).
+ENVIRONMENT_FIELDS = ("eventsim_version", "git_commit", "git_dirty", "python", "platform",
+                      "packages")
+#: Distribution name of each package whose version goes into meta.json.
+PACKAGE_DISTRIBUTIONS = {
+    "numpy": "numpy", "simpy": "simpy", "networkx": "networkx", "pyyaml": "PyYAML",
+    "pydantic": "pydantic", "matplotlib": "matplotlib", "h5py": "h5py", "tqdm": "tqdm",
+}
+TRACES_FORMAT = "eventsim-traces/1"
+
+
+# ---------------------------------------------------------------------------
+# Atomic writes
+
+
+@contextlib.contextmanager
+def _atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; on success move it over ``path``.
+
+    The caller writes and closes the temporary file; this then fsyncs it,
+    renames it onto ``path`` and fsyncs the directory. On an exception the
+    temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # 0o666 through the umask: the same permissions a plain open() would give.
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
+                newline: str | None = None) -> Iterator[IO]:
+    """Open ``path`` for writing so that it appears only complete, or not at all.
+
+    ``mode`` is ``"w"``/``"wt"`` (text) or ``"wb"`` (binary). The file object
+    writes to a temporary file in the same directory; leaving the ``with``
+    block normally flushes, fsyncs and renames it over ``path``. An exception
+    removes the temporary file and leaves ``path`` as it was.
+    """
+    if mode not in ("w", "wt", "wb"):
+        raise ValueError(f"atomic_open supports modes 'w', 'wt' and 'wb', not {mode!r}")
+    with _atomic_target(path) as tmp:
+        if "b" in mode:
+            handle = open(tmp, "wb")
+        else:
+            handle = open(tmp, "w", encoding=encoding, newline=newline)
+        with handle:
+            yield handle
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` (bytes, or str as UTF-8) to ``path`` atomically; return the path."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------
+# Environment facts
+
+
+def _package_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cupy_version() -> str | None:
+    if importlib.util.find_spec("cupy") is None:
+        return None
+    try:
+        import cupy  # noqa: PLC0415
+    except Exception:  # a broken CUDA install raises more than ImportError
+        return None
+    return str(cupy.__version__)
+
+
+def _git(source_root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(source_root), *args],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def environment_facts() -> dict[str, Any]:
+    """Versions and provenance of the software running this process.
+
+    Returns the eventsim version, the git commit of the source tree (and
+    whether it has uncommitted changes) when eventsim is imported from a git
+    checkout, else null; the Python version, the platform, and the versions of
+    the scientific dependencies (null when not installed; cupy only when
+    importable).
+    """
+    source_root = Path(__file__).resolve().parent.parent
+    commit = dirty = None
+    if (source_root / ".git").exists():
+        commit = _git(source_root, "rev-parse", "HEAD") or None
+        if commit is not None:
+            status = _git(source_root, "status", "--porcelain", "--untracked-files=no")
+            dirty = None if status is None else bool(status)
+    packages = {name: _package_version(dist) for name, dist in PACKAGE_DISTRIBUTIONS.items()}
+    packages["cupy"] = _cupy_version()
+    return {
+        "eventsim_version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def _plain(value: Any) -> Any:
+    """Convert NumPy scalars/arrays, tuples and paths into YAML/JSON-safe Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def config_hash(resolved_config: Mapping) -> str:
+    """First 8 hex digits of the SHA-256 of the canonical JSON of ``resolved_config``."""
+    canonical = json.dumps(_plain(resolved_config), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:8]
+
+
+def slugify(name: str) -> str:
+    """Lower-case ``name`` with every run of non-alphanumerics turned into one ``-``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "run"
+
+
+def _run_path(run_dir: str | os.PathLike, filename: str) -> Path:
+    path = Path(run_dir) / filename
+    if not path.is_file():
+        raise EventsimError(
+            f"{path}: no such file (hint: is {Path(run_dir)} a run directory of a finished run?)"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------
+# The run directory
+
+
+class RunDir:
+    """One run's output directory. Build it with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._metrics: list[dict[str, Any]] = []
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def plots_dir(self) -> Path:
+        """The ``plots/`` folder (not created here)."""
+        return self.path / PLOTS_DIR
+
+    @classmethod
+    def create(cls, root: str | os.PathLike = "runs", *, scenario_name: str,
+               resolved_config: Mapping, out: str | os.PathLike | None = None) -> RunDir:
+        """Make a new run directory and write ``config.resolved.yaml`` into it.
+
+        Without ``out`` the directory is
+        ``<root>/<slug(scenario_name)>/<YYYYmmdd-HHMMSS>-<hash8>`` (local time;
+        ``-2``, ``-3``, ... is appended if that name is already taken). With
+        ``out`` exactly that directory is used; it may exist only if empty, so
+        that no file of an earlier run is mixed into this one.
+        """
+        if out is not None:
+            path = Path(out)
+            if path.exists():
+                if not path.is_dir():
+                    raise EventsimError(f"{path}: exists and is not a directory")
+                if any(path.iterdir()):
+                    raise EventsimError(
+                        f"{path}: output directory is not empty "
+                        "(hint: choose another --out or remove it)"
+                    )
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = Path(root) / slugify(scenario_name) / f"{stamp}-{config_hash(resolved_config)}"
+            base.parent.mkdir(parents=True, exist_ok=True)
+            path, n = base, 1
+            while True:
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    n += 1
+                    path = base.with_name(f"{base.name}-{n}")
+        run = cls(path)
+        run.write_config(resolved_config)
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunDir:
+        """Open an existing run directory; metrics already saved are kept and extended."""
+        path = Path(path)
+        if not path.is_dir():
+            raise EventsimError(f"{path}: no such run directory")
+        if not (path / CONFIG_FILE).is_file() and not (path / META_FILE).is_file():
+            raise EventsimError(
+                f"{path}: not a run directory (no {CONFIG_FILE} or {META_FILE} in it)"
+            )
+        run = cls(path)
+        if (path / METRICS_FILE).is_file():
+            run._metrics = load_metrics(path)
+        return run
+
+    # -- writers ------------------------------------------------------------
+
+    def write_config(self, resolved: Mapping) -> Path:
+        """Write ``config.resolved.yaml`` (``yaml.safe_dump``, key order kept)."""
+        text = yaml.safe_dump(_plain(resolved), sort_keys=False, allow_unicode=True,
+                              default_flow_style=False)
+        return atomic_write(self.path / CONFIG_FILE, text)
+
+    def write_meta(self, **fields: Any) -> Path:
+        """Write ``meta.json``: earlier contents, then ``fields``, then environment facts.
+
+        May be called more than once (say at start and end of a run); later
+        fields override earlier ones. Every key of :data:`META_FIELDS` is
+        present in the file, null until supplied. :mod:`eventsim.plots` also
+        reads the optional fields ``phases`` (a list of ``{name, start_tick,
+        end_tick}``) and ``dt_ms``.
+        """
+        meta: dict[str, Any] = dict.fromkeys(META_FIELDS)
+        if (self.path / META_FILE).is_file():
+            meta.update(load_meta(self.path))
+        meta.update(_plain(fields))
+        meta.update(environment_facts())
+        text = json.dumps(meta, indent=2, allow_nan=True, default=str) + "\n"
+        return atomic_write(self.path / META_FILE, text)
+
+    def add_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer metric rows (keys exactly :data:`METRIC_COLUMNS`); see :meth:`flush_metrics`."""
+        for row in rows:
+            if set(row) != set(METRIC_COLUMNS):
+                raise ValueError(
+                    f"a metric row needs exactly the keys {METRIC_COLUMNS}, got {sorted(row)}"
+                )
+            epoch = row["epoch"]
+            self._metrics.append({
+                "phase": str(row["phase"]),
+                "epoch": None if epoch is None else int(epoch),
+                "tick": int(row["tick"]),
+                "trial": int(row["trial"]),
+                "metric": str(row["metric"]),
+                "value": float(row["value"]),
+            })
+
+    def flush_metrics(self) -> Path:
+        """Rewrite ``metrics.csv`` atomically with every row added so far."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(METRIC_COLUMNS)
+        for r in self._metrics:
+            writer.writerow([r["phase"], "" if r["epoch"] is None else r["epoch"], r["tick"],
+                             r["trial"], r["metric"], repr(r["value"])])
+        return atomic_write(self.path / METRICS_FILE, buffer.getvalue())
+
+    def write_traces(self, traces: Mapping[str, Mapping[str, Any]],
+                     channels: Mapping[str, Mapping[str, Any]], dt_ms: float) -> Path:
+        """Write ``traces.h5`` atomically (layout in the module docstring).
+
+        ``traces`` maps ``'<population>.<variable>'`` to ``dict(data=array of
+        shape (time, trial, ...), ticks=int array (time,), units=str)``;
+        ``channels`` maps a channel name to ``dict(sent_tick, deliver_tick,
+        sample_ticks)`` int arrays: ``sent_tick`` (M,), ``deliver_tick`` (M,)
+        or (M, trial), -1 for a dropped message (an optional ``dropped`` array
+        must agree). Arrays must be on the host (NumPy).
+        """
+        with _atomic_target(self.path / TRACES_FILE) as tmp:
+            with h5py.File(tmp, "w", libver=("v108", "latest")) as f:
+                f.attrs["format"] = TRACES_FORMAT
+                f.attrs["dt_ms"] = float(dt_ms)
+                signals, ticks_group, time_group = (
+                    f.create_group("signals"), f.create_group("ticks"), f.create_group("time"))
+                for name, entry in traces.items():
+                    _write_signal(signals, ticks_group, time_group, name, entry, float(dt_ms))
+                chans = f.create_group("channels")
+                for name, entry in channels.items():
+                    _write_channel(chans, name, entry)
+        return self.path / TRACES_FILE
+
+
+def _dataset_options(array: np.ndarray) -> dict[str, Any]:
+    """Chunked gzip compression for arrays large enough to benefit."""
+    if array.size >= 4096:
+        return {"chunks": True, "compression": "gzip", "compression_opts": 4, "shuffle": True}
+    return {}
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not name or "/" in name:
+        raise ValueError(f"{kind} name {name!r} must be non-empty and may not contain '/'")
+
+
+def _write_signal(signals, ticks_group, time_group, name: str, entry: Mapping[str, Any],
+                  dt_ms: float) -> None:
+    _check_name("trace", name)
+    data = np.asarray(entry["data"])
+    ticks = np.asarray(entry["ticks"], dtype=np.int64)
+    if data.ndim < 2 or ticks.ndim != 1 or data.shape[0] != ticks.shape[0]:
+        raise ValueError(
+            f"trace {name!r}: data must be (time, trial, ...) and ticks (time,); "
+            f"got data {data.shape} and ticks {ticks.shape}"
+        )
+    ds = signals.create_dataset(name, data=data, **_dataset_options(data))
+    ds.attrs["units"] = str(entry.get("units", ""))
+    ds.attrs["dt"] = dt_ms
+    ds.attrs["dt_units"] = "ms"
+    tick_ds = ticks_group.create_dataset(name, data=ticks)
+    time_ds = time_group.create_dataset(name, data=ticks.astype(np.float64) * dt_ms)
+    time_ds.attrs["units"] = "ms"
+    time_ds.make_scale("time")
+    ds.dims[0].attach_scale(time_ds)
+    ds.dims[0].label = "time"
+    ds.dims[1].label = "trial"
+    tick_ds.attrs["units"] = "tick"
+
+
+def _write_channel(group, name: str, entry: Mapping[str, Any]) -> None:
+    _check_name("channel", name)
+    sent = np.asarray(entry["sent_tick"], dtype=np.int64)
+    deliver = np.asarray(entry["deliver_tick"], dtype=np.int64)
+    if sent.ndim != 1 or deliver.ndim not in (1, 2) or deliver.shape[0] != sent.shape[0]:
+        raise ValueError(
+            f"channel {name!r}: sent_tick must be (M,) and deliver_tick (M,) or (M, trial), "
+            f"got {sent.shape} and {deliver.shape}"
+        )
+    dropped = deliver < 0
+    if "dropped" in entry and not np.array_equal(np.asarray(entry["dropped"], bool), dropped):
+        raise ValueError(f"channel {name!r}: 'dropped' disagrees with deliver_tick == -1")
+    g = group.create_group(name)
+    for key, array in (("sent_tick", sent), ("deliver_tick", deliver), ("dropped", dropped)):
+        g.create_dataset(key, data=array, **_dataset_options(array))
+    g["sent_tick"].attrs["units"] = "tick"
+    g["deliver_tick"].attrs["units"] = "tick"
+    g.attrs["sample_ticks"] = np.asarray(entry["sample_ticks"], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Loaders
+
+
+def load_config(run_dir: str | os.PathLike) -> dict:
+    """The resolved configuration of a run."""
+    with open(_run_path(run_dir, CONFIG_FILE), encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def load_meta(run_dir: str | os.PathLike) -> dict:
+    """The contents of ``meta.json``."""
+    with open(_run_path(run_dir, META_FILE), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Metric rows as dicts with the types :meth:`RunDir.add_metrics` stores."""
+    rows = []
+    with open(_run_path(run_dir, METRICS_FILE), encoding="utf-8", newline="") as fh:
+        for raw in csv.DictReader(fh):
+            rows.append({
+                "phase": raw["phase"],
+                "epoch": None if raw["epoch"] == "" else int(raw["epoch"]),
+                "tick": int(raw["tick"]),
+                "trial": int(raw["trial"]),
+                "metric": raw["metric"],
+                "value": float(raw["value"]),
+            })
+    return rows
+
+
+def metrics_frame(run_dir: str | os.PathLike):
+    """The metrics as a pandas DataFrame (needs pandas, which eventsim does not require)."""
+    try:
+        import pandas as pd  # noqa: PLC0415
+    except ImportError as exc:
+        raise EventsimError(
+            "metrics_frame needs pandas, which is not installed "
+            "(hint: pip install pandas, or use load_metrics for a list of dicts)"
+        ) from exc
+    frame = pd.DataFrame(load_metrics(run_dir), columns=list(METRIC_COLUMNS))
+    frame["epoch"] = frame["epoch"].astype("Int64")
+    return frame
+
+
+def trace_names(run_dir: str | os.PathLike) -> list[str]:
+    """Names of the probed signals in ``traces.h5`` (no data is read)."""
+    with h5py.File(_run_path(run_dir, TRACES_FILE), "r") as f:
+        return list(f["signals"])
+
+
+def load_traces(run_dir: str | os.PathLike,
+                names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Probed signals: ``name -> dict(data, ticks, time_ms, units, dt_ms)``.
+
+    ``names`` limits the read to those signals (the others are not loaded).
+    """
+    out = {}
+    with h5py.File(_run_path(run_dir, TRACES_FILE), "r") as f:
+        wanted = list(f["signals"]) if names is None else list(names)
+        for name in wanted:
+            if name not in f["signals"]:
+                raise EventsimError(f"{run_dir}: no trace named {name!r} in {TRACES_FILE}")
+            ds = f["signals"][name]
+            out[name] = {
+                "data": ds[()],
+                "ticks": f["ticks"][name][()],
+                "time_ms": f["time"][name][()],
+                "units": str(ds.attrs["units"]),
+                "dt_ms": float(ds.attrs["dt"]),
+            }
+    return out
+
+
+def load_channels(run_dir: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """Channel records: ``name -> dict(sent_tick, deliver_tick, dropped, sample_ticks)``."""
+    out = {}
+    with h5py.File(_run_path(run_dir, TRACES_FILE), "r") as f:
+        for name, g in f["channels"].items():
+            out[name] = {key: g[key][()] for key in ("sent_tick", "deliver_tick", "dropped")}
+            out[name]["sample_ticks"] = np.asarray(g.attrs["sample_ticks"], dtype=np.int64)
+    return out
+
+
+def traces_dt_ms(run_dir: str | os.PathLike) -> float | None:
+    """The tick length recorded in ``traces.h5``, or None when there is no such file."""
+    path = Path(run_dir) / TRACES_FILE
+    if not path.is_file():
+        return None
+    with h5py.File(path, "r") as f:
+        return float(f.attrs["dt_ms"])

@@ -1,0 +1,206 @@
+"""The command line: help, a tiny run into a run directory, --quiet, user errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eventsim import __version__
+from eventsim.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = ["info", "validate", "run", "plot"]
+
+
+def _scenario(tmp_path, *, trials=1, extra="") -> Path:
+    """A tiny scenario: 1 trial, 2 epochs of 8 samples of 5 ticks, analytic ξ."""
+    network = REPO / "networks" / "tanh_mlp.yaml"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"""name: tiny cli run
+network: {network}
+seed: 2
+trials: {trials}
+dataset: {{name: tanh_boundary, params: {{samples: 8, test_samples: 12}}}}
+timing: {{dt: 1 ms, sample: 5 ms}}
+rule: {{name: hsic, gamma: 2, memory: 4, lr: {{eta: 0.05}}}}
+{extra}phases:
+  - {{name: train, epochs: 2, learn: [layers]}}
+""", encoding="utf-8")
+    return path
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "eventsim.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+# ===================================================================== help
+def test_help_in_a_real_process():
+    r = _cli("--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: eventsim")
+    for sub in SUBCOMMANDS:
+        assert sub in r.stdout
+    assert r.stderr == ""
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("eventsim") or str(Path(sys.executable).parent / "eventsim")
+    if not Path(exe).exists():
+        pytest.skip("the eventsim console script is not on PATH")
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"eventsim {__version__}"
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_subcommand_help(sub, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([sub, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: eventsim {sub}")
+
+
+def test_run_help_lists_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--backend", "--dtype", "--trials", "--seed", "--set", "--out", "--quiet",
+                   "--no-plots"):
+        assert option in out
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "usage: eventsim" in capsys.readouterr().err
+
+
+# ====================================================================== run
+def test_run_tiny_scenario_writes_a_run_directory(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert main(["run", str(_scenario(tmp_path)), "--out", str(out_dir), "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == f"run directory: {out_dir}"
+    assert lines[1].startswith("test accuracy (held-out): mean ")
+    assert "over 1 trial(s)" in lines[1]
+    acc = float(lines[1].split("mean ")[1].split()[0])
+    assert 0.0 <= acc <= 1.0
+    assert "Traceback" not in captured.err
+    assert captured.err.strip(), "progress lines are expected without --quiet"
+    assert "[train]" in captured.err
+
+    for name in ("config.resolved.yaml", "meta.json", "metrics.csv"):
+        assert (out_dir / name).is_file(), name
+    config = yaml.safe_load((out_dir / "config.resolved.yaml").read_text(encoding="utf-8"))
+    assert config["name"] == "tiny cli run"
+    assert config["trials"] == 1
+    assert config["rule"]["gamma"] == 2
+    assert set(config["network"]["populations"]) >= {"x", "h1", "out"}
+    meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
+    assert meta["status"] == "finished"
+    assert meta["seeds"] == [2]
+    assert meta["backend"] == "numpy"
+    assert meta["ticks"] == 2 * 8 * 5 + (8 + 12) * 5  # two epochs, then one evaluation
+    with (out_dir / "metrics.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["phase", "epoch", "tick", "trial", "metric", "value"]
+    tests = [r for r in rows if r["metric"] == "accuracy/test"]
+    assert len(tests) == 1
+    assert float(tests[0]["value"]) == pytest.approx(acc, abs=5e-5)
+    epochs = {r["epoch"] for r in rows if r["metric"] == "objective_dl/out"}
+    assert epochs == {"1", "2"}
+    assert not (out_dir / "plots").exists()
+
+
+def test_run_quiet_prints_no_progress(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code = main(["run", str(_scenario(tmp_path)), "--out", str(out_dir), "--no-plots",
+                 "--quiet", "--trials", "2", "--seed", "7"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "over 2 trial(s)" in captured.out
+    meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
+    assert meta["seeds"] == [7, 8]
+
+
+def test_run_is_reproducible_through_the_cli(tmp_path, capsys):
+    scenario = _scenario(tmp_path)
+    for name in ("a", "b"):
+        assert main(["run", str(scenario), "--out", str(tmp_path / name), "--no-plots",
+                     "--quiet"]) == 0
+    capsys.readouterr()
+    a = (tmp_path / "a" / "metrics.csv").read_text(encoding="utf-8")
+    b = (tmp_path / "b" / "metrics.csv").read_text(encoding="utf-8")
+    assert a == b
+
+
+def test_run_set_override_is_validated(tmp_path, capsys):
+    code = main(["run", str(_scenario(tmp_path)), "--out", str(tmp_path / "run"), "--quiet",
+                 "--no-plots", "--set", "rule.gamma=-1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "rule.gamma" in err and "negative" in err
+
+
+def test_run_user_error_exits_2_without_traceback(tmp_path):
+    scenario = _scenario(tmp_path, extra="modulator: {source: reservoir, bogus: 1}\n")
+    r = _cli("run", str(scenario), "--out", str(tmp_path / "run"), "--quiet", "--no-plots")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"eventsim: error: {scenario}:8: modulator.bogus: ")
+
+
+def test_run_missing_scenario_exits_2(tmp_path):
+    r = _cli("run", str(tmp_path / "missing.yaml"), "--quiet")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert "file not found" in r.stderr
+
+
+def test_bad_set_syntax_exits_2(tmp_path, capsys):
+    code = main(["run", str(_scenario(tmp_path)), "--set", "rule.gamma", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eventsim: error: --set 'rule.gamma': expected KEY=VALUE")
+
+
+def test_diverged_run_exits_1_with_one_line(tmp_path):
+    scenario = _scenario(tmp_path)
+    scenario.write_text(scenario.read_text(encoding="utf-8").replace("eta: 0.05", "eta: 1.0e+39"),
+                        encoding="utf-8")
+    out_dir = tmp_path / "run"
+    r = _cli("run", str(scenario), "--out", str(out_dir), "--quiet", "--no-plots")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    # NumPy's RuntimeWarnings (overflow in cast) may precede the message; the
+    # message itself is one line, the last one.
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("eventsim:")]
+    assert len(lines) == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == lines[0]
+    assert lines[0].startswith("eventsim: diverged: h1.")
+    assert "in phase 'train'" in lines[0]
+    meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
+    assert meta["status"] == "diverged"
+
+
+def test_validate_prints_summary(capsys):
+    path = REPO / "networks" / "tanh_mlp.yaml"
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"network 'tanh-mlp' ({path})")
