@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config.scenario import Scenario, load_scenario
-from .errors import DivergenceError
+from .errors import DivergenceError, EventsimError
 from .progress import Progress
 from .rundir import RunDir, metrics_frame
 from .runner import Runner, RunResult, run_scenario
@@ -79,6 +79,10 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
             rundir.flush_metrics()
         rundir.write_meta(status="diverged", error=str(exc), end_time=_now(),
                           wall_time_s=time.time() - start)
+        raise
+    except (EventsimError, KeyboardInterrupt) as exc:
+        rundir.write_meta(status="failed", error=str(exc) or type(exc).__name__,
+                          end_time=_now(), wall_time_s=time.time() - start)
         raise
     finally:
         if progress is not None:

@@ -175,7 +175,9 @@ class Runner:
             by_key.setdefault((metric, layer), []).append(value)
         self.sim.objective_log.clear()
         for (metric, layer), values in by_key.items():
-            self._metric(phase, f"{metric}/{layer}", np.mean(values, axis=0), epoch)
+            # mean over ticks per trial column: the same summation order for any K
+            self._metric(phase, f"{metric}/{layer}", np.stack(values, axis=-1).mean(axis=-1),
+                         epoch)
 
     def run(self) -> RunResult:
         start = time.time()
