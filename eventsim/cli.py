@@ -80,8 +80,10 @@ def cmd_run(args) -> int:
     if "train_accuracy" in s:
         print(f"train accuracy: mean {np.mean(s['train_accuracy']):.4f}")
     if "weight_ratio" in s:
-        print(f"learned weight ratio W[1]/W[0]: {np.round(s['weight_ratio'], 3).tolist()}")
-        print(f"true weight ratio    w[1]/w[0]: {np.round(s['true_ratio'], 3).tolist()}")
+        learned = np.round(np.asarray(s["weight_ratio"], dtype=np.float64), 3).tolist()
+        true = np.round(np.asarray(s["true_ratio"], dtype=np.float64), 3).tolist()
+        print(f"learned weight ratio W[1]/W[0] (DL Fig. 5B): {learned}")
+        print(f"true weight ratio    w[1]/w[0]:              {true}")
     return 0
 
 
