@@ -108,6 +108,20 @@ def interleave(variants: dict[str, Callable[[], None]], reps: int,
     return out
 
 
+def per_unit(fn: Callable[[], None], units: int = 1, tries: int = 3) -> float:
+    """Fastest of ``tries`` timed calls of ``fn`` (which does ``units`` units), per unit.
+
+    Used to size the repetitions; the minimum is robust to a stall of the
+    shared machine during calibration.
+    """
+    best = float("inf")
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return max(best / units, 1e-9)
+
+
 def calls_for(fn: Callable[[], None], budget_s: float, minimum: int = 1,
               maximum: int = 1_000_000) -> int:
     """How many calls of ``fn`` fill about ``budget_s`` seconds (calibrated once)."""

@@ -44,11 +44,10 @@ Usage
 from __future__ import annotations
 
 import sys
-import time
-
-import numpy as np
 
 import _common as C
+import numpy as np
+
 from eventsim.backend import RandomStreams, get_backend
 from eventsim.config.network import parse_network
 from eventsim.engine.simulator import Simulator
@@ -227,9 +226,7 @@ def measure(n: int, K: int, backend, limit, reps: int, budget_s: float,
         sim.run(sim.tick + SAMPLE_TICKS)
         for name in list(variants)[2:]:
             variants[name].run(SAMPLE_TICKS)
-        t0 = time.perf_counter()
-        variants["bare"].run(SAMPLE_TICKS)
-        per_tick = (time.perf_counter() - t0) / SAMPLE_TICKS
+        per_tick = C.per_unit(lambda: variants["bare"].run(SAMPLE_TICKS), SAMPLE_TICKS)
         ticks = max(SAMPLE_TICKS, int(budget_s / (1.3 * len(variants) * reps * per_tick)))
         ticks = ticks // SAMPLE_TICKS * SAMPLE_TICKS
         fns = {"engine": lambda: sim.run(sim.tick + ticks)}

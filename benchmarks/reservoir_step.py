@@ -43,11 +43,10 @@ Usage
 from __future__ import annotations
 
 import sys
-import time
-
-import numpy as np
 
 import _common as C
+import numpy as np
+
 from eventsim.backend import RandomStreams, get_backend
 from eventsim.config.network import ReservoirPop
 from eventsim.populations.reservoir import Reservoir
@@ -147,6 +146,34 @@ def check_same_math(n: int, K: int, backend, ticks: int) -> float:
     return float(np.max(np.abs(res.r - bare.r)))
 
 
+def _csr_row(sp, n: int, K: int, quick: bool, backend, label: str) -> list:
+    res = make_reservoir(n, K, backend)
+    A = res.A                                  # (K, n, n), density 0.1 per trial
+    # K trials = one block-diagonal CSR matrix, one sparse product per tick
+    A_csr = sp.block_diag([sp.csr_matrix(A[k]) for k in range(K)], format="csr")
+    r = np.random.default_rng(3).uniform(-1, 1, (K, n)).astype(A.dtype)
+    out = np.zeros((K, n), dtype=A.dtype)
+    assert np.allclose((A_csr @ r.ravel()).reshape(K, n), np.matmul(A, r[..., None])[..., 0],
+                       atol=1e-4)
+
+    def dense():
+        np.matmul(A, r[..., None], out=out[..., None])
+
+    def csr():
+        A_csr @ r.ravel()
+
+    reps = 3 if quick else 11
+    budget = 0.3 if quick else 3.0
+    calls = max(2, int(budget / (2.6 * reps * C.per_unit(dense))))
+    med = C.interleave({"dense": C.repeat(dense, calls), "csr": C.repeat(csr, calls)},
+                       reps=reps, per_call=calls, max_s=budget, min_reps=3)
+    dense_mb = A.nbytes / 2**20
+    csr_mb = (A_csr.data.nbytes + A_csr.indices.nbytes + A_csr.indptr.nbytes) / 2**20
+    return [label, n, K, f"{A_csr.nnz / K / n / n:.3f}", f"{dense_mb:.0f}", f"{csr_mb:.0f}",
+            f"{med['dense'] * 1e6:.1f}", f"{med['csr'] * 1e6:.1f}",
+            f"{med['csr'] / med['dense']:.2f}x"]
+
+
 def csr_table(sizes, trials, quick: bool, backend, label: str) -> None:
     try:
         import scipy  # noqa: PLC0415
@@ -155,38 +182,44 @@ def csr_table(sizes, trials, quick: bool, backend, label: str) -> None:
         print("   SciPy is not importable: CSR comparison skipped "
               "(pip install scipy to include it)")
         return
-    rows = []
-    for n in sizes:
-        for K in trials:
-            res = make_reservoir(n, K, backend)
-            A = res.A                                  # (K, n, n), density 0.1 per trial
-            # K trials = one block-diagonal CSR matrix, one sparse product per tick
-            A_csr = sp.block_diag([sp.csr_matrix(A[k]) for k in range(K)], format="csr")
-            r = np.random.default_rng(3).uniform(-1, 1, (K, n)).astype(A.dtype)
-            out = np.zeros((K, n), dtype=A.dtype)
-            assert np.allclose((A_csr @ r.ravel()).reshape(K, n),
-                               np.matmul(A, r[..., None])[..., 0], atol=1e-4)
-            t0 = time.perf_counter()
-            np.matmul(A, r[..., None], out=out[..., None])
-            per = time.perf_counter() - t0
-            budget = 0.3 if quick else 3.0
-            calls = max(2, int(budget / (2.6 * 11 * max(per, 1e-6))))
-            med = C.interleave({
-                "dense": C.repeat(lambda: np.matmul(A, r[..., None], out=out[..., None]),
-                                  calls),
-                "csr": C.repeat(lambda: A_csr @ r.ravel(), calls),
-            }, reps=3 if quick else 11, per_call=calls, max_s=budget, min_reps=3)
-            dense_mb = A.nbytes / 2**20
-            csr_mb = (A_csr.data.nbytes + A_csr.indices.nbytes + A_csr.indptr.nbytes) / 2**20
-            rows.append([label, n, K, f"{A_csr.nnz / K / n / n:.3f}", f"{dense_mb:.0f}",
-                         f"{csr_mb:.0f}", f"{med['dense'] * 1e6:.1f}",
-                         f"{med['csr'] * 1e6:.1f}", f"{med['csr'] / med['dense']:.2f}x"])
-            del res, A, A_csr
+    rows = [_csr_row(sp, n, K, quick, backend, label) for n in sizes for K in trials]
     print(f"   recurrent product A @ r only (scipy {scipy.__version__}); K trials: dense = one "
           "batched matmul over (K, N, N), CSR = one block-diagonal matrix; SciPy's product "
           "is single-threaded")
     print(C.table(rows, ["BLAS", "neurons", "K", "density", "dense MB", "CSR MB", "dense µs",
                          "CSR µs", "CSR/dense"]))
+
+
+def _step_rows(n: int, K: int, settings, reps: int, quick: bool, backend) -> list[list]:
+    """Engine vs bare (and per-trial dot loop) at one (n, K), for each BLAS setting."""
+    res = make_reservoir(n, K, backend)
+    r_in = np.random.default_rng(1).uniform(0, 1, (K, IN_SIZE)).astype(backend.dtype)
+    loops = {"bare": BareReservoir(res)}
+    if K > 1:
+        loops["dot loop"] = BareReservoir(res, per_trial_dot=True)
+    rows = []
+    for label, limit in settings:
+        with C.blas_threads(limit):
+            engine_run(res, r_in, 2)
+            for lp in loops.values():
+                lp.run(r_in, 2)
+            per_tick = C.per_unit(lambda: loops["bare"].run(r_in, 3), 3)  # noqa: B023
+            budget = 0.3 if quick else (8.0 if n >= 2000 else 4.0)
+            if limit is None:
+                budget *= 0.5
+            ticks = max(2, int(budget / (1.3 * (1 + len(loops)) * reps * per_tick)))
+            fns = {"engine": (lambda t: lambda: engine_run(res, r_in, t))(ticks)}
+            for name, lp in loops.items():
+                fns[name] = (lambda b, t: lambda: b.run(r_in, t))(lp, ticks)
+            med = C.interleave(fns, reps=reps, per_call=ticks, max_s=budget,
+                               min_reps=min(reps, 5))
+        t_eng, t_bare = med["engine"], med["bare"]
+        t_dot = med.get("dot loop")
+        rows.append([label, n, K, f"{med['_reps']}x{ticks}", f"{t_eng * 1e6:.1f}",
+                     f"{t_bare * 1e6:.1f}", f"{t_eng / t_bare:.3f}x", f"{t_eng / K * 1e6:.1f}",
+                     "-" if t_dot is None else f"{t_dot * 1e6:.1f}",
+                     "-" if t_dot is None else f"{t_eng / t_dot:.3f}x"])
+    return rows
 
 
 def main(argv=None) -> None:
@@ -209,40 +242,10 @@ def main(argv=None) -> None:
     print(f"   same-math check ({sizes[0]} neurons, K = {trials[:2]}, {check_ticks} ticks): "
           f"max |r_engine - r_bare| = {max(diffs):.2e}")
 
-    reps = 3 if quick else 11
-    rows = []
+    reps = 3 if quick else 15
     settings = C.blas_settings(args.threads)
-    for n in sizes:
-        for K in trials:
-            res = make_reservoir(n, K, backend)
-            r_in = np.random.default_rng(1).uniform(0, 1, (K, IN_SIZE)).astype(backend.dtype)
-            loops = {"bare": BareReservoir(res)}
-            if K > 1:
-                loops["dot loop"] = BareReservoir(res, per_trial_dot=True)
-            for label, limit in settings:
-                with C.blas_threads(limit):
-                    engine_run(res, r_in, 2)
-                    for lp in loops.values():
-                        lp.run(r_in, 2)
-                    t0 = time.perf_counter()
-                    loops["bare"].run(r_in, 5)
-                    per_tick = (time.perf_counter() - t0) / 5
-                    budget = 0.3 if quick else (8.0 if n >= 2000 else 4.0)
-                    if limit is None:
-                        budget *= 0.5
-                    ticks = max(2, int(budget / (1.3 * (1 + len(loops)) * reps * per_tick)))
-                    fns = {"engine": lambda: engine_run(res, r_in, ticks)}
-                    for name, lp in loops.items():
-                        fns[name] = (lambda b: lambda: b.run(r_in, ticks))(lp)
-                    med = C.interleave(fns, reps=reps, per_call=ticks, max_s=budget,
-                                       min_reps=min(reps, 5))
-                e, b = med["engine"], med["bare"]
-                dl = med.get("dot loop")
-                rows.append([label, n, K, f"{med['_reps']}x{ticks}", f"{e * 1e6:.1f}",
-                             f"{b * 1e6:.1f}", f"{e / b:.3f}x", f"{e / K * 1e6:.1f}",
-                             "-" if dl is None else f"{dl * 1e6:.1f}",
-                             "-" if dl is None else f"{e / dl:.3f}x"])
-            del res, loops
+    rows = [row for n in sizes for K in trials
+            for row in _step_rows(n, K, settings, reps, quick, backend)]
     order = {label: i for i, (label, _) in enumerate(settings)}
     rows.sort(key=lambda r: order[r[0]])
     print(C.table(rows, ["BLAS", "neurons", "K", "reps x ticks", "engine µs/tick", "bare µs/tick",

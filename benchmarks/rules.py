@@ -56,9 +56,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import _common as C
 import numpy as np
 
-import _common as C
 from eventsim.backend import RandomStreams, get_backend
 from eventsim.plasticity import hsic, phsic
 from eventsim.plasticity.readout import ReadoutLearning
@@ -283,9 +283,9 @@ def readout_rows(dtype, backend, n=1000):
         ro.enabled, ro.t_on = True, 0
         st = SimpleNamespace(p_bar=np.zeros(K, dtype), ro_bar=np.zeros((K, n_out), dtype),
                              W_o=res.W_o.copy())
-        a = dtype.type(1.0 / 5.0)
+        alpha = dtype.type(1.0 / 5.0)
 
-        def bare(st=st, res=res, target=target, tick=10):
+        def bare(st=st, res=res, target=target, tick=10, a=alpha):
             err = res.r_o - target
             perf = -(err * err).sum(-1)
             st.p_bar += a * (perf - st.p_bar)
@@ -324,9 +324,7 @@ def part1(args, dtype, backend) -> None:
     for label, limit in settings:
         with C.blas_threads(limit):
             for name, lib, bare, gram, diff in rows:
-                t0 = time.perf_counter()
-                lib()
-                per = max(time.perf_counter() - t0, 1e-7)
+                per = C.per_unit(lib)
                 budget = 0.15 if quick else (6.0 if per > 0.02 else 1.2)
                 if limit is None:
                     budget *= 0.6
@@ -349,11 +347,11 @@ def part1(args, dtype, backend) -> None:
 
 
 # ------------------------------------------------------------------- part 2
-def make_runner():
+def make_runner(trials: int | None = None):
     from eventsim.config.scenario import load_scenario  # noqa: PLC0415
     from eventsim.runner import Runner, eta_for_epoch  # noqa: PLC0415
 
-    sc = load_scenario(SCENARIO)
+    sc = load_scenario(SCENARIO, None if trials is None else {"trials": trials})
     runner = Runner(sc)
     sim = runner.sim
     phase = sc.spec.phases[0]
@@ -463,6 +461,71 @@ class BareMLP:
             self.tick += 1
 
 
+def component_table(quick: bool) -> None:
+    """Per-tick cost of each engine component of the tanh MLP tick, timed directly
+    (no profiler): every call as the engine makes it, on a warmed-up runner."""
+    from simpy import Environment  # noqa: PLC0415
+
+    from eventsim.engine.channels import Channel  # noqa: PLC0415
+    from eventsim.engine.simulator import _At  # noqa: PLC0415
+
+    r = make_runner()
+    sim = r.sim
+    sim.run(sim.tick + 520)                    # mid-sample, memory full, learning on
+    tick = sim.tick
+    phase = sim.phase_of(tick)
+    n = 200 if quick else 2000
+    rows = []
+
+    def add(what, fn, per_tick_calls, note="", batch=None):
+        """``fn`` is one call; with ``batch``, ``batch()`` does ``n`` calls at once."""
+        run = batch if batch is not None else C.repeat(fn, n)
+        per = C.interleave({"x": run}, reps=3 if quick else 7, per_call=n)["x"]
+        rows.append([what, f"{per * 1e6:.2f}", per_tick_calls,
+                     f"{per * 1e6 * per_tick_calls:.1f}", note])
+
+    layers = [name for name in sim.populations if sim.populations[name].kind == "layer"]
+    name = layers[0]
+    pop, mem, src, syn = (sim.populations[name], sim.memories[name], sim.xi_sources[name],
+                          sim.synapses[name])
+    xi = src(phase)
+    nl = len(layers)
+    add("Layer.step", pop.step, nl)
+    add("WorkingMemory.write_z", lambda: mem.write_z(phase, pop.z), nl)
+    add("AnalyticXi(phase): z gather + xi_from_coefficients", lambda: src(phase), nl)
+    ch = Channel("bench", delay=0, jitter=0, jitter_dist="uniform", loss=0.0, period=1,
+                 seeds=sim.seeds, schedule=lambda delay, cb: None)
+    ch.receiver = syn
+    add("Channel.send (scheduler stubbed out)", lambda: ch.send(tick, xi), nl,
+        "np.unique, arrival bookkeeping")
+    W0 = pop.W.copy()
+
+    def deliver_step():
+        syn.deliver(xi)
+        syn.step(tick)
+
+    add("ThreeFactorSynapses.deliver + step", deliver_step, nl)
+    pop.W[...] = W0
+    env = Environment()
+
+    def proc():
+        while True:
+            yield _At(env, 1, 20_000)
+
+    env.process(proc())
+    add("SimPy event + process resume", None, 2 * nl + 1 + nl,
+        "layers + synapses + probe + 1 delivery/layer",
+        batch=lambda: env.run(until=env.now + n))
+    add("network.served_layer / taps (reservoir mode only)",
+        lambda: sim.network.served_layer(name), 0, "3 calls/tick/reservoir in reservoir mode")
+    add("AnalyticXi.objectives (once per sample)", lambda: src.objectives(phase),
+        nl / sim.sample_ticks, "log_objectives")
+    add("AnalyticXi.new_sample (once per sample)", src.new_sample, nl / sim.sample_ticks)
+    print(f"   components of one tanh_mlp_analytic tick (K = {sim.trials}, {nl} layers, "
+          "1 BLAS thread), timed directly on a warmed-up simulator")
+    print(C.table(rows, ["component", "µs/call", "calls/tick", "µs/tick", "note"]))
+
+
 def part2(args) -> None:
     quick = args.quick
     with C.blas_threads(1):
@@ -478,26 +541,31 @@ def part2(args) -> None:
         print(f"   same-math check after {check} ticks: max |W_engine - W_bare| = "
               f"{max(diffs):.2e} (max |W| = {w_scale:.2f})")
 
-        eng = make_runner()
-        eng_nolog = make_runner()
-        eng_nolog.sim.log_objectives = False
-        bare = BareMLP(make_runner())
         ticks = 250 if quick else 2500
         reps = 3 if quick else 9
-        for r in (eng, eng_nolog):
-            r.sim.run(r.sim.tick + 500)
-        bare.run(500)
-        med = C.interleave({
-            "engine": lambda: eng.sim.run(eng.sim.tick + ticks),
-            "engine, log_objectives off": lambda: eng_nolog.sim.run(eng_nolog.sim.tick + ticks),
-            "bare": lambda: bare.run(ticks),
-        }, reps=reps, per_call=ticks)
-        rows = [[name, f"{med[name] * 1e6:.1f}", f"{med[name] / med['bare']:.2f}x",
-                 f"{med[name] * 800_000:.0f}"] for name in
-                ("engine", "engine, log_objectives off", "bare")]
-        print(f"   tanh_mlp_analytic training tick (K = 4, 1 BLAS thread), medians of {reps} "
-              f"interleaved repetitions of {ticks} ticks")
-        print(C.table(rows, ["variant", "µs/tick", "vs bare", "s per 800k ticks"]))
+        rows = []
+        for K in (4,) if quick else (1, 4, 16):
+            eng, eng_nolog = make_runner(K), make_runner(K)
+            eng_nolog.sim.log_objectives = False
+            bare = BareMLP(make_runner(K))
+            for r in (eng, eng_nolog):
+                r.sim.run(r.sim.tick + 500)
+            bare.run(500)
+            med = C.interleave({
+                "engine": (lambda e: lambda: e.sim.run(e.sim.tick + ticks))(eng),
+                "engine, log_objectives off":
+                    (lambda e: lambda: e.sim.run(e.sim.tick + ticks))(eng_nolog),
+                "bare": (lambda b: lambda: b.run(ticks))(bare),
+            }, reps=reps, per_call=ticks)
+            rows += [[K, name, f"{med[name] * 1e6:.1f}", f"{med[name] / med['bare']:.2f}x",
+                      f"{med[name] / K * 1e6:.1f}", f"{med[name] * 800_000:.0f}"]
+                     for name in ("engine", "engine, log_objectives off", "bare")]
+        print(f"   tanh_mlp_analytic training tick (1 BLAS thread), medians of {reps} "
+              f"interleaved repetitions of {ticks} ticks; the scenario runs K = 4")
+        print(C.table(rows, ["K", "variant", "µs/tick", "vs bare", "µs/trial-tick",
+                             "s per 800k ticks"]))
+
+        component_table(quick)
 
         # profile
         prof_ticks = args.profile_ticks or (500 if quick else 5000)
