@@ -105,7 +105,18 @@ def interleave(variants: dict[str, Callable[[], None]], reps: int,
             samples[name].append((time.perf_counter() - t0) / units)
     out = {n: statistics.median(s) for n, s in samples.items()}
     out["_reps"] = len(samples[names[0]])
+    out["_samples"] = samples
     return out
+
+
+def paired_ratio(med: dict, a: str, b: str) -> str:
+    """Median of the per-repetition ratios a/b (each pair ran back to back) and their range.
+
+    A wide range means the machine was busy; the median is still the number to read.
+    """
+    s = med["_samples"]
+    ratios = [x / y for x, y in zip(s[a], s[b], strict=True)]
+    return f"{statistics.median(ratios):.3f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def per_unit(fn: Callable[[], None], units: int = 1, tries: int = 3) -> float:
