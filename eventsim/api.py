@@ -162,7 +162,7 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
 def _units(name: str) -> str:
     var = name.rpartition(".")[2]
     return {"u": "a.u. (membrane)", "z": "rate", "r": "rate", "W": "weight",
-            "xi": "a.u. (third factor)", "readout": "a.u. (third factor)",
+            "xi": "a.u.", "readout": "a.u.",
             "code": "rate (sample-window mean)", "label": "class index"}.get(var, "a.u.")
 
 
