@@ -18,8 +18,8 @@ read with ``allow_pickle=False``) holding every array of the state as a member
 
 Checkpoints are taken between ticks: every ``checkpoint.every`` epochs (after
 that epoch's evaluation, if any) and when Ctrl-C stops the run (at the end of
-the current chunk of at most 1000 ticks, or, during an evaluation, the state
-captured just before it, so the evaluation runs again on resume). Before a
+the current chunk of at most 1000 ticks, epoch or phase; during an evaluation,
+the state captured just before it, so the evaluation runs again on resume). Before a
 state is saved every population is checked for NaN/inf; a non-finite state
 raises :class:`~eventsim.errors.DivergenceError` instead, and the previous
 checkpoint stays as it was.
@@ -178,11 +178,11 @@ def restore(runner, state: dict) -> None:
 
 
 def describe(state: dict) -> str:
-    """``checkpoint at tick N (t = ...) in phase 'P', E epoch(s) done``."""
+    """``checkpoint at tick N (t = ...) in phase 'P' after E epoch(s)``."""
     sim = state["simulator"]
     tick = sim["tick"]
     return (f"checkpoint at tick {tick} (t = {format_ms(tick * state['dt_ms'])}) in phase "
-            f"{sim['phase']!r}, {state['runner']['epoch']} epoch(s) done")
+            f"{sim['phase']!r} after {state['runner']['epoch']} epoch(s)")
 
 
 # ---------------------------------------------------------------------------

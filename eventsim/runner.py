@@ -142,7 +142,8 @@ class Runner:
     :attr:`checkpoints` set (a :class:`~eventsim.checkpoint.Checkpointer`) it
     saves every ``checkpoint.every`` epochs, and :attr:`stop_requested` (set by
     Ctrl-C) makes it save and raise :class:`~eventsim.errors.Interrupted` at the
-    next chunk boundary.
+    next chunk boundary inside a stretch of ticks, or at the end of the epoch or
+    phase.
     """
 
     def __init__(self, sc: Scenario, *, backend: str | None = None, progress=None) -> None:
@@ -201,22 +202,25 @@ class Runner:
             self.sim.run(target)
             if self.progress is not None:
                 self.progress.advance(self.sim.tick)
-            if self.stop_requested:
-                self._stop()
+            if self.sim.tick < end:  # at the end, the caller's bookkeeping comes first
+                self._stop_if_requested()
 
     def elapsed_s(self) -> float:
         """Wall time of this run so far, earlier sessions of a resumed run included."""
         return time.time() - self._started
 
-    def _stop(self) -> None:
-        """Save a checkpoint (during an evaluation: the one taken before it) and stop."""
+    def _stop_if_requested(self) -> None:
+        """On a stop request save a checkpoint (during an evaluation: the state from just
+        before it) and raise :class:`~eventsim.errors.Interrupted`."""
+        if not self.stop_requested:
+            return
         state = self._resume_point or checkpoint.capture(self)
         where = checkpoint.describe(state)
         if self.checkpoints is None:
             raise Interrupted(f"interrupted; {where} was not saved")
         self.checkpoints.save(state)
         directory = self.checkpoints.directory
-        raise Interrupted(f"interrupted; {where} saved in {directory} "
+        raise Interrupted(f"interrupted; {where}; saved in {directory} "
                           f"(hint: continue with: eventsim run --resume {directory})")
 
     def _checkpoint_if_due(self) -> None:
@@ -254,6 +258,7 @@ class Runner:
 
     def _evaluate_resumable(self, phase: str) -> dict:
         """:meth:`evaluate`; a stop during it saves the state from just before it."""
+        self._stop_if_requested()
         if self.checkpoints is not None:
             self._resume_point = checkpoint.capture(self)
         try:
@@ -287,6 +292,7 @@ class Runner:
                     self._learn(phase)
                     sim.set_feed(self.train_feed)
                 self._checkpoint_if_due()
+                self._stop_if_requested()
         else:
             self._train(_ticks(self.sc, phase.duration, ("phases",), sim.dt_ms),
                         eta_for_epoch(lr, self.epoch))
@@ -301,6 +307,7 @@ class Runner:
         while self.position.phase < len(phases):
             self._run_phase(phases[self.position.phase])
             self.position = Position(phase=self.position.phase + 1)
+            self._stop_if_requested()
         self.sim.phase = "evaluate"
         eval_start = self.sim.tick
         accuracy = self._evaluate_resumable("final")
