@@ -63,11 +63,12 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
     checkpoints, plots)."""
     rundir = RunDir.create(root, scenario_name=scenario.name,
                            resolved_config=scenario.resolved(), out=out)
-    rundir.write_meta(scenario=scenario.name, seeds=scenario.seeds, start_time=_now(),
-                      status="running",
-                      scenario_file=None if scenario.path is None else str(scenario.path),
-                      network_file=scenario.network.file)
-    return _drive(scenario, rundir, backend=backend, quiet=quiet, plots=plots)
+    with rundir.lock():
+        rundir.write_meta(scenario=scenario.name, seeds=scenario.seeds, start_time=_now(),
+                          status="running",
+                          scenario_file=None if scenario.path is None else str(scenario.path),
+                          network_file=scenario.network.file)
+        return _drive(scenario, rundir, backend=backend, quiet=quiet, plots=plots)
 
 
 def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
@@ -80,16 +81,18 @@ def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
     path = Path(run_dir)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run directory")
-    meta = load_meta(path) if (path / META_FILE).is_file() else {}
-    if meta.get("status") == "finished":
-        raise CheckpointError(f"{path}: the run has finished; there is nothing to resume")
-    state = checkpoint.load(path / checkpoint.CHECKPOINT_FILE)
-    scenario = load_scenario(path / CONFIG_FILE)
     rundir = RunDir(path)
-    resumed = [*(meta.get("resumed") or []), {"time": _now(), "tick": state["simulator"]["tick"]}]
-    rundir.write_meta(status="running", error=None, end_time=None, resumed=resumed)
-    return _drive(scenario, rundir, backend=backend or state["backend"], quiet=quiet,
-                  plots=plots, state=state)
+    with rundir.lock():
+        meta = load_meta(path) if (path / META_FILE).is_file() else {}
+        if meta.get("status") == "finished":
+            raise CheckpointError(f"{path}: the run has finished; there is nothing to resume")
+        state = checkpoint.load(path / checkpoint.CHECKPOINT_FILE)
+        scenario = load_scenario(path / CONFIG_FILE)
+        resumed = [*(meta.get("resumed") or []),
+                   {"time": _now(), "tick": state["simulator"]["tick"]}]
+        rundir.write_meta(status="running", error=None, end_time=None, resumed=resumed)
+        return _drive(scenario, rundir, backend=backend or state["backend"], quiet=quiet,
+                      plots=plots, state=state)
 
 
 def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: bool,
@@ -99,14 +102,20 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
     runner = None
     progress = None
 
-    def wall() -> float:
-        return runner.elapsed_s() if runner is not None else time.time() - start
+    def stopped(**fields) -> None:
+        """meta.json of a run that ended early."""
+        wall = runner.elapsed_s() if runner is not None else time.time() - start
+        ticks = {} if runner is None else {"ticks": runner.sim.tick}
+        rundir.write_meta(end_time=_now(), wall_time_s=wall, **ticks, **fields)
 
     try:
         if scenario.spec.rule.name == "backprop":
             result = run_scenario(scenario, backend=backend)
         else:
             runner = Runner(scenario, backend=backend)
+            be = runner.backend
+            rundir.write_meta(backend=be.name, device=be.device(), dtype=str(be.dtype),
+                              dt_ms=runner.sim.dt_ms)
             runner.checkpoints = checkpoint.Checkpointer(rundir)
             if state is not None:
                 checkpoint.restore(runner, state)
@@ -119,16 +128,13 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
         if runner is not None:
             rundir.set_metrics(runner.result.metrics)
             rundir.flush_metrics()
-        rundir.write_meta(status="diverged", error=str(exc), end_time=_now(),
-                          wall_time_s=wall())
+        stopped(status="diverged", error=str(exc))
         raise
     except Interrupted as exc:
-        rundir.write_meta(status="interrupted", error=str(exc), end_time=_now(),
-                          wall_time_s=wall())
+        stopped(status="interrupted", error=str(exc))
         raise
     except (EventsimError, KeyboardInterrupt) as exc:
-        rundir.write_meta(status="failed", error=str(exc) or type(exc).__name__,
-                          end_time=_now(), wall_time_s=wall())
+        stopped(status="failed", error=str(exc) or type(exc).__name__)
         raise
     finally:
         if progress is not None:

@@ -72,6 +72,7 @@ META_FILE = "meta.json"
 METRICS_FILE = "metrics.csv"
 TRACES_FILE = "traces.h5"
 WEIGHTS_FILE = "weights.npz"
+LOCK_FILE = ".lock"
 PLOTS_DIR = "plots"
 
 METRIC_COLUMNS = ("phase", "epoch", "tick", "trial", "metric", "value")
@@ -343,6 +344,32 @@ class RunDir:
         if (path / METRICS_FILE).is_file():
             run._metrics = load_metrics(path)
         return run
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on ``.lock`` in the directory while a run writes there.
+
+        A second process (say ``eventsim run --resume`` of a run that is still
+        going) gets an :class:`EventsimError` at once. The lock is an ``flock``,
+        so the system releases it when the holder dies, even by SIGKILL; where
+        ``fcntl`` does not exist (not POSIX) nothing is locked.
+        """
+        try:
+            import fcntl  # noqa: PLC0415
+        except ImportError:
+            yield
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EventsimError(
+                    f"{self.path}: another process is running in this run directory "
+                    "(hint: wait for it to end, or stop it with Ctrl-C)") from None
+            yield
+        finally:
+            os.close(fd)
 
     # -- writers ------------------------------------------------------------
 

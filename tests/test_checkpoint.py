@@ -309,6 +309,8 @@ def test_divergence_stops_the_run_and_keeps_the_checkpoint_before_it(tmp_path):
 
     meta = load_meta(out)
     assert meta["status"] == "diverged" and meta["error"] == message
+    assert meta["ticks"] == tick and meta["backend"] == "numpy" and meta["device"] == "cpu"
+    assert meta["end_time"] >= meta["start_time"] and meta["wall_time_s"] > 0
     assert meta["checkpoint"] == {"tick": epoch_2_end, "phase": "train", "epoch": 2}
     before = (out / checkpoint.CHECKPOINT_FILE).read_bytes()
     state = checkpoint.load(out / checkpoint.CHECKPOINT_FILE)
@@ -449,3 +451,13 @@ def test_resume_refuses_finished_and_empty_directories(tmp_path, reference, caps
     assert main(["run", "--resume", str(empty), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no checkpoint" in err
+
+
+def test_resume_refuses_a_run_that_is_still_going(tmp_path, capsys):
+    run = RunDir.create(tmp_path, scenario_name="busy", resolved_config={"name": "busy"})
+    with run.lock():
+        assert main(["run", "--resume", str(run.path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another process is running in this run directory" in err
+    assert main(["run", "--resume", str(run.path), "--quiet"]) == 2  # free again: no checkpoint
+    assert "no checkpoint" in capsys.readouterr().err
