@@ -2,6 +2,7 @@
 
 >>> run = eventsim.run("scenarios/linear_analytic.yaml", overrides={"trials": 2})
 >>> run.summary["test_accuracy"], run.metrics, run.plot()
+>>> run = eventsim.resume("runs/linear_analytic/20250101-120000-1a2b3c4d")
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint
 from .config.scenario import Scenario, load_scenario
-from .errors import DivergenceError, EventsimError
+from .errors import CheckpointError, DivergenceError, EventsimError, Interrupted
 from .progress import Progress
-from .rundir import RunDir, metrics_frame
+from .rundir import CONFIG_FILE, META_FILE, RunDir, load_meta, metrics_frame
 from .runner import Runner, RunResult, run_scenario
 from .units import format_ms
 
@@ -57,37 +59,87 @@ def _now() -> str:
 
 def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="runs",
             quiet: bool = False, plots: bool = True) -> Run:
-    """Run ``scenario`` into a new run directory (config, meta, metrics, traces, plots)."""
+    """Run ``scenario`` into a new run directory (config, meta, metrics, traces, weights,
+    checkpoints, plots)."""
     rundir = RunDir.create(root, scenario_name=scenario.name,
                            resolved_config=scenario.resolved(), out=out)
+    with rundir.lock():
+        rundir.write_meta(scenario=scenario.name, seeds=scenario.seeds, start_time=_now(),
+                          status="running",
+                          scenario_file=None if scenario.path is None else str(scenario.path),
+                          network_file=scenario.network.file)
+        return _drive(scenario, rundir, backend=backend, quiet=quiet, plots=plots)
+
+
+def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
+           plots: bool = True) -> Run:
+    """Continue a stopped or killed run from the checkpoint in ``run_dir``.
+
+    The run goes on in the same directory, configured by its ``config.resolved.yaml``
+    and, unless ``backend`` says otherwise, on the backend it was saved from.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run directory")
+    rundir = RunDir(path)
+    with rundir.lock():
+        meta = load_meta(path) if (path / META_FILE).is_file() else {}
+        if meta.get("status") == "finished":
+            raise CheckpointError(f"{path}: the run has finished; there is nothing to resume")
+        state = checkpoint.load(path / checkpoint.CHECKPOINT_FILE)
+        scenario = load_scenario(path / CONFIG_FILE)
+        resumed = [*(meta.get("resumed") or []),
+                   {"time": _now(), "tick": state["simulator"]["tick"]}]
+        rundir.write_meta(status="running", error=None, end_time=None, resumed=resumed)
+        return _drive(scenario, rundir, backend=backend or state["backend"], quiet=quiet,
+                      plots=plots, state=state)
+
+
+def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: bool,
+           state: dict | None = None) -> Run:
+    """Run (or continue from ``state``) and write the results into ``rundir``."""
     start = time.time()
-    rundir.write_meta(scenario=scenario.name, seeds=scenario.seeds, start_time=_now(),
-                      status="running")
     runner = None
     progress = None
+
+    def stopped(**fields) -> None:
+        """meta.json of a run that ended early."""
+        wall = runner.elapsed_s() if runner is not None else time.time() - start
+        ticks = {} if runner is None else {"ticks": runner.sim.tick}
+        rundir.write_meta(end_time=_now(), wall_time_s=wall, **ticks, **fields)
+
     try:
         if scenario.spec.rule.name == "backprop":
             result = run_scenario(scenario, backend=backend)
         else:
             runner = Runner(scenario, backend=backend)
-            progress = Progress(runner.total_ticks(), runner.sim.dt_ms, quiet=quiet)
+            be = runner.backend
+            rundir.write_meta(backend=be.name, device=be.device(), dtype=str(be.dtype),
+                              dt_ms=runner.sim.dt_ms)
+            runner.checkpoints = checkpoint.Checkpointer(rundir)
+            if state is not None:
+                checkpoint.restore(runner, state)
+            progress = Progress(runner.total_ticks(), runner.sim.dt_ms, quiet=quiet,
+                                start_tick=runner.sim.tick)
             runner.progress = progress
-            result = runner.run()
+            with checkpoint.stop_on_sigint(runner):
+                result = runner.run()
     except DivergenceError as exc:
         if runner is not None:
-            rundir.add_metrics(runner.result.metrics)
+            rundir.set_metrics(runner.result.metrics)
             rundir.flush_metrics()
-        rundir.write_meta(status="diverged", error=str(exc), end_time=_now(),
-                          wall_time_s=time.time() - start)
+        stopped(status="diverged", error=str(exc))
+        raise
+    except Interrupted as exc:
+        stopped(status="interrupted", error=str(exc))
         raise
     except (EventsimError, KeyboardInterrupt) as exc:
-        rundir.write_meta(status="failed", error=str(exc) or type(exc).__name__,
-                          end_time=_now(), wall_time_s=time.time() - start)
+        stopped(status="failed", error=str(exc) or type(exc).__name__)
         raise
     finally:
         if progress is not None:
             progress.close()
-    rundir.add_metrics(result.metrics)
+    rundir.set_metrics(result.metrics)
     rundir.flush_metrics()
     dt = scenario.spec.timing.dt
     traces = {name: {"data": values, "ticks": ticks, "units": _units(name)}
@@ -99,9 +151,11 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
             channels[name] = {
                 **rec, "sample_ticks": np.arange(0, result.ticks, sample_ticks)}
     rundir.write_traces(traces, channels, dt)
+    if result.weights:
+        rundir.write_weights(result.weights)
     be = result.backend
     rundir.write_meta(status="finished", backend=be.name, device=be.device(), dtype=str(be.dtype),
-                      end_time=_now(), wall_time_s=time.time() - start, ticks=result.ticks,
+                      end_time=_now(), wall_time_s=result.wall_time_s, ticks=result.ticks,
                       simulated_time=format_ms(result.ticks * dt), dt_ms=dt,
                       phases=result.phases,
                       summary={k: np.asarray(v).tolist() for k, v in result.summary.items()})
@@ -114,7 +168,7 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
 def _units(name: str) -> str:
     var = name.rpartition(".")[2]
     return {"u": "a.u. (membrane)", "z": "rate", "r": "rate", "W": "weight",
-            "xi": "a.u. (third factor)", "readout": "a.u. (third factor)",
+            "xi": "a.u.", "readout": "a.u.",
             "code": "rate (sample-window mean)", "label": "class index"}.get(var, "a.u.")
 
 

@@ -2,7 +2,8 @@
 
 User errors (bad YAML, missing data, a diverging run, a missing GPU) print one
 line to stderr and exit with status 2 (1 for a diverged run); they never show a
-Python traceback.
+Python traceback. Ctrl-C during ``run`` saves a checkpoint, prints one line and
+exits with status 130; ``run --resume RUN_DIR`` continues.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import yaml
 
 from . import __version__
 from .backend import available_backends, get_backend
-from .errors import DivergenceError, EventsimError
+from .errors import DivergenceError, EventsimError, Interrupted
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -59,19 +60,33 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .api import execute  # noqa: PLC0415
+    from .api import execute, resume  # noqa: PLC0415
     from .config.scenario import load_scenario  # noqa: PLC0415
 
-    overrides = _parse_set(args.set)
-    if args.trials is not None:
-        overrides["trials"] = args.trials
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.dtype is not None:
-        overrides["dtype"] = args.dtype
-    sc = load_scenario(args.scenario, overrides)
-    run = execute(sc, backend=args.backend, out=args.out, root=args.root, quiet=args.quiet,
-                  plots=not args.no_plots)
+    if args.resume is not None:
+        given = [opt for opt, value in (("SCENARIO", args.scenario), ("--set", args.set),
+                                        ("--trials", args.trials), ("--seed", args.seed),
+                                        ("--dtype", args.dtype), ("--out", args.out))
+                 if value is not None]
+        if given:
+            raise EventsimError(f"--resume continues a run as it was configured; drop "
+                                f"{', '.join(given)} (hint: eventsim run --resume RUN_DIR)")
+        run = resume(args.resume, backend=args.backend, quiet=args.quiet,
+                     plots=not args.no_plots)
+    elif args.scenario is None:
+        raise EventsimError("run needs a SCENARIO file, or --resume RUN_DIR "
+                            "(hint: eventsim run scenarios/linear_analytic.yaml)")
+    else:
+        overrides = _parse_set(args.set)
+        if args.trials is not None:
+            overrides["trials"] = args.trials
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        if args.dtype is not None:
+            overrides["dtype"] = args.dtype
+        sc = load_scenario(args.scenario, overrides)
+        run = execute(sc, backend=args.backend, out=args.out, root=args.root,
+                      quiet=args.quiet, plots=not args.no_plots)
     s = run.summary
     acc = np.asarray(s["test_accuracy"])
     print(f"run directory: {run.directory.path}")
@@ -113,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run a scenario into a run directory")
-    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?", default=None)
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue a stopped or killed run from its checkpoint, in RUN_DIR")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: scenario's, then $EVENTSIM_BACKEND, then numpy)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None)
@@ -141,6 +158,9 @@ def main(argv=None) -> int:
     except DivergenceError as exc:
         print(f"eventsim: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"eventsim: {exc}", file=sys.stderr)
+        return 130
     except EventsimError as exc:
         print(f"eventsim: error: {exc}", file=sys.stderr)
         return 2

@@ -57,3 +57,11 @@ class DatasetError(EventsimError):
 
 class DivergenceError(EventsimError):
     """A state variable became NaN or infinite."""
+
+
+class CheckpointError(EventsimError):
+    """A run directory cannot be resumed (no checkpoint, a finished run, a changed config)."""
+
+
+class Interrupted(EventsimError):
+    """The run was stopped (Ctrl-C) after saving a checkpoint; the CLI exits with 130."""

@@ -52,3 +52,12 @@ class SampleFeed:
         dev_idx = self.backend.xp.asarray(idx)
         rows = self.backend.xp.asarray(self._rows)
         return self.x[rows, dev_idx], self.y_vec[rows, dev_idx], labels
+
+    def get_state(self) -> dict:
+        """Position in the current pass (the streams are saved by their owner)."""
+        return {"order": self.order, "pos": self.pos, "passes": self.passes}
+
+    def set_state(self, state: dict) -> None:
+        self.order = None if state["order"] is None else np.asarray(state["order"])
+        self.pos = int(state["pos"])
+        self.passes = int(state["passes"])

@@ -11,7 +11,9 @@ Where the data come from in a run directory:
 
 * objectives, accuracy: ``metrics.csv`` rows ``objective_dl/<layer>``,
   ``objective_pl/<layer>``, ``accuracy/test``, ``accuracy/train``;
-* reservoir readout vs true ξ: traces ``<res>.readout`` and ``<res>.xi_true``;
+* reservoir readout vs true ξ: trace ``<res>.readout`` with ``<res>.xi_true`` or,
+  failing that, the probed analytic ξ ``<layer>.xi`` of the layer the reservoir
+  modulates;
 * output code words: trace ``<pop>.code`` (per recorded sample, the layer's
   mean rate over the sample window, shape (samples, trial, units)) together
   with trace ``<pop>.label`` (the class of each of those samples, shape
@@ -20,8 +22,9 @@ Where the data come from in a run directory:
 * network graph: ``config.resolved.yaml`` key ``network``
   (``{populations: {...}, projections: [...]}``).
 
-Phase boundaries (the end of training / start of test for the readout figure,
-the phase markers on the objective figure) are taken from ``meta.json`` key
+Phase boundaries (the end of training / start of test for the readout figure:
+a phase named ``test``, else the final ``evaluate``, where learning is off; the
+phase markers on the objective figure) are taken from ``meta.json`` key
 ``phases``, a list of ``{name, start_tick, end_tick}`` that the engine passes
 to :meth:`~eventsim.rundir.RunDir.write_meta`. A run without it falls back to
 the first and last tick at which each phase logged a metric, which is close
@@ -146,8 +149,10 @@ def plot_objectives(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
     """Per-layer objectives over training (DL Figs. 5C, 6B): ``objectives.png``.
 
     One panel per family present (``objective_dl``, ``objective_pl``), one line
-    per layer: the mean over trials with a min-max band. ``phases`` (dicts with
-    ``name`` and ``start_tick``) are marked by vertical lines.
+    per layer: the mean over trials with a min-max band. When every row has an
+    epoch the x axis counts epochs, and each phase starts where its first epoch
+    begins; otherwise (phases of a fixed duration) it is simulated time, with
+    ``phases`` (dicts with ``name`` and ``start_tick``) marked by vertical lines.
     """
     families = [f for f in ("objective_dl", "objective_pl")
                 if any(r["metric"].startswith(f + "/") for r in rows)]
@@ -155,23 +160,38 @@ def plot_objectives(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
         raise ValueError("no objective_dl/<layer> or objective_pl/<layer> metrics to plot")
     titles = {"objective_dl": "DL objective  HSIC(X,Z) − γ HSIC(Y,Z)",
               "objective_pl": "PL objective  pHSIC(Z,Z) − γ pHSIC(Y,Z)"}
+    objective_rows = [r for r in rows if r["metric"].startswith(tuple(f + "/" for f in families))]
+    by_epoch = all(r["epoch"] is not None for r in objective_rows)
+    if by_epoch:
+        xlabel = "epochs"
+        starts: dict[str, float] = {}
+        for r in objective_rows:
+            starts[r["phase"]] = min(starts.get(r["phase"], math.inf), r["epoch"] - 1)
+        markers = sorted(starts.items(), key=lambda item: item[1])
+    else:
+        markers = [(p["name"], _time_axis([p["start_tick"]], dt_ms)[0][0]) for p in phases or ()]
     fig = _figure(7.0, 3.2 * len(families))
     axes = fig.subplots(len(families), 1, squeeze=False, sharex=True)[:, 0]
     for ax, family in zip(axes, families, strict=True):
-        family_rows = [r for r in rows if r["metric"].startswith(family + "/")]
+        family_rows = [r for r in objective_rows if r["metric"].startswith(family + "/")]
         layers = sorted({r["metric"].split("/", 1)[1] for r in family_rows})
         for layer in layers:
             layer_rows = [r for r in family_rows if r["metric"] == f"{family}/{layer}"]
-            ticks, mean, lo, hi = _band(layer_rows, "tick")
-            x, xlabel = _time_axis(ticks, dt_ms)
+            if by_epoch:
+                x, mean, lo, hi = _band(layer_rows, "epoch")
+            else:
+                ticks, mean, lo, hi = _band(layer_rows, "tick")
+                x, xlabel = _time_axis(ticks, dt_ms)
             n = _trial_count(layer_rows)
-            _draw_band(ax, x, mean, lo, hi, f"{layer} (mean of {n} trials)", lw=1.2)
-        for phase in phases or ():
-            px, _ = _time_axis([phase["start_tick"]], dt_ms)
-            ax.axvline(px[0], color="0.5", ls=":", lw=0.8)
-            ax.annotate(str(phase["name"]), (px[0], 1.0), xycoords=("data", "axes fraction"),
-                        xytext=(2, -2), textcoords="offset points", va="top", fontsize=7,
-                        color="0.35")
+            _draw_band(ax, x, mean, lo, hi, f"{layer} (mean of {n} trials)", lw=1.2,
+                       marker="o" if by_epoch else None, ms=3)
+        for name, px in markers:
+            ax.axvline(px, color="0.5", ls=":", lw=0.8)
+            ax.annotate(str(name), (px, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(2, -3), textcoords="offset points", va="top", ha="left",
+                        rotation=90, fontsize=7, color="0.35")
+        if by_epoch:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(titles[family], fontsize=10)
         ax.set_ylabel("objective (a.u.)")
         ax.legend(fontsize=8, title="layer (band: min–max)", title_fontsize=8)
@@ -193,9 +213,10 @@ def plot_accuracy(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike)
         raise ValueError("no accuracy/test or accuracy/train metrics to plot")
     epochs = [r["epoch"] for r in rows if r["metric"] in metrics and r["epoch"] is not None]
     final_x = (max(epochs) + 1) if epochs else 0
+    single = len(set(epochs)) == 1  # one evaluation: dodge the bars, keep integer ticks
     fig = _figure(6.5, 3.8)
     ax = fig.subplots()
-    for metric in metrics:
+    for i, metric in enumerate(metrics):
         split = metric.split("/")[1]
         mrows = [r for r in rows if r["metric"] == metric]
         n = _trial_count(mrows)
@@ -203,6 +224,8 @@ def plot_accuracy(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike)
         colour = None
         if by_epoch:
             x, mean, lo, hi = _band(by_epoch, "epoch")
+            if single:
+                x = x + (i - (len(metrics) - 1) / 2) * 0.06
             colour = _draw_band(ax, x, mean, lo, hi, f"{split} (mean of {n} trials)",
                                 marker="o", ms=3)
         final = [r["value"] for r in mrows if r["epoch"] is None]
@@ -213,6 +236,8 @@ def plot_accuracy(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike)
                         label=f"{split}, final (mean of {len(v)}, min–max)")
     ax.set_xlabel("epochs")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if single:
+        ax.set_xlim(epochs[0] - 1, final_x + 0.5 if final_x > epochs[0] else epochs[0] + 1)
     ax.set_ylabel("accuracy (fraction correct)")
     ax.set_title("Linear-readout accuracy (band: min–max over trials)", fontsize=10)
     ax.grid(alpha=0.3)
@@ -329,7 +354,7 @@ def plot_code_words(rates, labels, out_dir: str | os.PathLike, *, name: str = "o
         ax.set_yticks(range(classes.size), [str(c) for c in classes])
         ax.set_xticks(range(rates.shape[2]))
     axes[0].set_ylabel("class")
-    fig.colorbar(image, ax=list(axes), label="mean rate over sample window")
+    fig.colorbar(image, ax=list(axes), label="mean rate over the sample window (a.u.)")
     fig.suptitle(f"{name}: mean output code word per class", fontsize=11)
     return _save(fig, out_dir, f"code_words_{name}")
 
@@ -440,7 +465,8 @@ def plot_modulator_timing(channels: Mapping[str, Mapping[str, Any]],
             ax.text(0.5, 0.5, "no messages recorded", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
         span = _time_axis([lo, hi], dt_ms, unit)[0]
-        ax.set_xlim(span[0], span[1])
+        pad = 0.01 * (span[1] - span[0])  # markers on the edges stay visible
+        ax.set_xlim(span[0] - pad, span[1] + pad)
         ax.set_ylim(-0.5, 2.0)
         ax.set_yticks([0, 1], ["delivered", "sent"])
         ax.set_xlabel(xlabel)
@@ -576,6 +602,14 @@ def run_dt_ms(run_dir: str | os.PathLike, config: Mapping[str, Any] | None = Non
     return dt
 
 
+def _served_layers(network) -> dict[str, str]:
+    """Reservoir -> the layer its modulatory projection targets, from an inlined network."""
+    if not isinstance(network, Mapping):
+        return {}
+    return {p["from"]: p["to"] for p in network.get("projections") or ()
+            if p.get("kind") == "modulatory"}
+
+
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """Regenerate into ``<run_dir>/plots/`` every figure whose data the run holds."""
     run = Path(run_dir)
@@ -587,7 +621,8 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     rows = rundir.load_metrics(run) if has[rundir.METRICS_FILE] else []
     dt_ms = run_dt_ms(run, config, meta)
     phases = meta.get("phases") or phases_from_metrics(rows)
-    test = _phase(phases, "test")
+    # DL's test phase; without one, the final evaluation (learning off) plays its part
+    test = _phase(phases, "test") or _phase(phases, "evaluate")
     paths = []
     if isinstance(config.get("network"), Mapping):
         paths.append(plot_network(graph_from_config(config["network"]), out))
@@ -597,11 +632,14 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         paths.append(plot_accuracy(rows, out))
     if has[rundir.TRACES_FILE]:
         names = set(rundir.trace_names(run))
+        served = _served_layers(config.get("network"))
         for res in sorted(n[: -len(".readout")] for n in names if n.endswith(".readout")):
-            if f"{res}.xi_true" in names:
-                t = rundir.load_traces(run, [f"{res}.readout", f"{res}.xi_true"])
+            truth = next((t for t in (f"{res}.xi_true", f"{served.get(res)}.xi") if t in names),
+                         None)
+            if truth is not None:
+                t = rundir.load_traces(run, [f"{res}.readout", truth])
                 paths.append(plot_readout(
-                    t[f"{res}.readout"], t[f"{res}.xi_true"], out, name=res, dt_ms=dt_ms,
+                    t[f"{res}.readout"], t[truth], out, name=res, dt_ms=dt_ms,
                     test_start_tick=None if test is None else int(test["start_tick"])))
         for pop in sorted(n[: -len(".code")] for n in names if n.endswith(".code")):
             if f"{pop}.label" in names:

@@ -19,7 +19,7 @@ class Progress:
     """Tracks ticks done out of a known total."""
 
     def __init__(self, total_ticks: int, dt_ms: float, *, quiet: bool = False,
-                 stream=None) -> None:
+                 stream=None, start_tick: int = 0) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.dt_ms = dt_ms
@@ -27,9 +27,10 @@ class Progress:
         self.interactive = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = None
         if self.interactive:
-            self.bar = tqdm(total=self.total, unit="tick", unit_scale=True, file=self.stream,
-                            dynamic_ncols=True, smoothing=0.1)
-        self.done = 0
+            self.bar = tqdm(total=self.total, initial=start_tick, unit="tick", unit_scale=True,
+                            file=self.stream, dynamic_ncols=True, smoothing=0.1)
+        self.done = self.first = int(start_tick)
+        """Ticks done; ``first``: where this session started (a resumed run)."""
         self.phase = ""
         self.start = time.time()
 
@@ -53,7 +54,7 @@ class Progress:
             self.bar.set_postfix_str(f"t={format_ms(self.done * self.dt_ms)} {text}")
         else:
             elapsed = time.time() - self.start
-            rate = self.done / elapsed if elapsed > 0 else 0.0
+            rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
             print(f"[{self.phase}] t={format_ms(self.done * self.dt_ms)} "
                   f"({rate:,.0f} ticks/s) {text}", file=self.stream, flush=True)
 

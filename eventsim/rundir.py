@@ -7,6 +7,8 @@ A run directory holds everything needed to inspect or re-plot a run::
         meta.json              versions, git commit, backend, seeds, timing
         metrics.csv            tidy rows: phase, epoch, tick, trial, metric, value
         traces.h5              probed signals and modulatory channel records
+        weights.npz            the learned weights at the end (<layer>.W, <reservoir>.W_o)
+        checkpoint.npz         the latest checkpoint (see :mod:`eventsim.checkpoint`)
         plots/                 PNGs written by :mod:`eventsim.plots`
 
 ``hash8`` is the first 8 hex digits of the SHA-256 of the canonical (sorted-key
@@ -69,6 +71,8 @@ CONFIG_FILE = "config.resolved.yaml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.csv"
 TRACES_FILE = "traces.h5"
+WEIGHTS_FILE = "weights.npz"
+LOCK_FILE = ".lock"
 PLOTS_DIR = "plots"
 
 METRIC_COLUMNS = ("phase", "epoch", "tick", "trial", "metric", "value")
@@ -341,6 +345,32 @@ class RunDir:
             run._metrics = load_metrics(path)
         return run
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on ``.lock`` in the directory while a run writes there.
+
+        A second process (say ``eventsim run --resume`` of a run that is still
+        going) gets an :class:`EventsimError` at once. The lock is an ``flock``,
+        so the system releases it when the holder dies, even by SIGKILL; where
+        ``fcntl`` does not exist (not POSIX) nothing is locked.
+        """
+        try:
+            import fcntl  # noqa: PLC0415
+        except ImportError:
+            yield
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EventsimError(
+                    f"{self.path}: another process is running in this run directory "
+                    "(hint: wait for it to end, or stop it with Ctrl-C)") from None
+            yield
+        finally:
+            os.close(fd)
+
     # -- writers ------------------------------------------------------------
 
     def write_config(self, resolved: Mapping) -> Path:
@@ -383,6 +413,11 @@ class RunDir:
                 "value": float(row["value"]),
             })
 
+    def set_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the buffered rows by ``rows`` (checked as in :meth:`add_metrics`)."""
+        self._metrics = []
+        self.add_metrics(rows)
+
     def flush_metrics(self) -> Path:
         """Rewrite ``metrics.csv`` atomically with every row added so far."""
         buffer = io.StringIO()
@@ -392,6 +427,13 @@ class RunDir:
             writer.writerow([r["phase"], "" if r["epoch"] is None else r["epoch"], r["tick"],
                              r["trial"], r["metric"], repr(r["value"])])
         return atomic_write(self.path / METRICS_FILE, buffer.getvalue())
+
+    def write_weights(self, weights: Mapping[str, np.ndarray]) -> Path:
+        """Write ``weights.npz`` atomically: one host array per ``'<population>.<name>'``
+        (the learned weights at the end of the run, shape (trial, ...))."""
+        with atomic_open(self.path / WEIGHTS_FILE, "wb") as handle:
+            np.savez(handle, **{name: np.asarray(w) for name, w in weights.items()})
+        return self.path / WEIGHTS_FILE
 
     def write_traces(self, traces: Mapping[str, Mapping[str, Any]],
                      channels: Mapping[str, Mapping[str, Any]], dt_ms: float) -> Path:
@@ -518,6 +560,12 @@ def metrics_frame(run_dir: str | os.PathLike):
     frame = pd.DataFrame(load_metrics(run_dir), columns=list(METRIC_COLUMNS))
     frame["epoch"] = frame["epoch"].astype("Int64")
     return frame
+
+
+def load_weights(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The final weights saved in ``weights.npz``."""
+    with np.load(_run_path(run_dir, WEIGHTS_FILE), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
 
 
 def trace_names(run_dir: str | os.PathLike) -> list[str]:

@@ -17,15 +17,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import units
+from . import checkpoint, units
 from .backend import Backend, RandomStreams, get_backend
 from .config.scenario import Scenario
 from .data.dataset import Dataset, load_dataset
 from .engine.simulator import LayerRule, ReadoutRule, Simulator
-from .errors import ConfigError
+from .errors import ConfigError, Interrupted
 from .evaluate import fit_readout, readout_accuracy
 from .feed import SampleFeed
 from .plasticity.kernels import default_sigma
+
+
+@dataclass
+class Position:
+    """Where a run stands, so that it can continue from a checkpoint.
+
+    ``phase``: index of the current phase (``len(phases)``: the final
+    evaluation); ``phase_start``: its first tick (None until it begins);
+    ``epoch_in_phase``: epochs of it completed; ``segment_start``: first tick of
+    the stretch of training under way (None between stretches); ``evaluate``: an
+    evaluation is due before the next epoch.
+    """
+
+    phase: int = 0
+    phase_start: int | None = None
+    epoch_in_phase: int = 0
+    segment_start: int | None = None
+    evaluate: bool = False
 
 
 @dataclass
@@ -39,6 +57,7 @@ class RunResult:
     channels: dict = field(default_factory=dict)
     traces: dict = field(default_factory=dict)
     phases: list = field(default_factory=list)
+    weights: dict = field(default_factory=dict)
     ticks: int = 0
     wall_time_s: float = 0.0
 
@@ -116,7 +135,16 @@ def eta_for_epoch(lr, epoch: int) -> float:
 
 
 class Runner:
-    """Drives one scenario on the engine (rules ``hsic`` and ``phsic`` in engine mode)."""
+    """Drives one scenario on the engine (rules ``hsic`` and ``phsic`` in engine mode).
+
+    The run can stop and continue: :mod:`eventsim.checkpoint` captures the
+    simulator and :attr:`position` and restores them into a new runner. With
+    :attr:`checkpoints` set (a :class:`~eventsim.checkpoint.Checkpointer`) it
+    saves every ``checkpoint.every`` epochs, and :attr:`stop_requested` (set by
+    Ctrl-C) makes it save and raise :class:`~eventsim.errors.Interrupted` at the
+    next chunk boundary inside a stretch of ticks, or at the end of the epoch or
+    phase.
+    """
 
     def __init__(self, sc: Scenario, *, backend: str | None = None, progress=None) -> None:
         self.sc = sc
@@ -127,8 +155,14 @@ class Runner:
         self.progress = progress
         self.result = RunResult(scenario=sc, backend=self.backend)
         self.train_streams = RandomStreams(sc.seeds, "presenter")
+        self.train_feed = self._feed("train", shuffle=True)
         self.epoch = 0
+        self.position = Position()
         self.probes = [self.sim.probe(p.target, p.every) for p in sc.spec.probes]
+        self.checkpoints = None
+        self.stop_requested = False
+        self._resume_point = None
+        self._started = time.time()
 
     def total_ticks(self) -> int:
         """Ticks the whole run will take (phases plus evaluation passes)."""
@@ -168,6 +202,31 @@ class Runner:
             self.sim.run(target)
             if self.progress is not None:
                 self.progress.advance(self.sim.tick)
+            if self.sim.tick < end:  # at the end, the caller's bookkeeping comes first
+                self._stop_if_requested()
+
+    def elapsed_s(self) -> float:
+        """Wall time of this run so far, earlier sessions of a resumed run included."""
+        return time.time() - self._started
+
+    def _stop_if_requested(self) -> None:
+        """On a stop request save a checkpoint (during an evaluation: the state from just
+        before it) and raise :class:`~eventsim.errors.Interrupted`."""
+        if not self.stop_requested:
+            return
+        state = self._resume_point or checkpoint.capture(self)
+        where = checkpoint.describe(state)
+        if self.checkpoints is None:
+            raise Interrupted(f"interrupted; {where} was not saved")
+        self.checkpoints.save(state)
+        directory = self.checkpoints.directory
+        raise Interrupted(f"interrupted; {where}; saved in {directory} "
+                          f"(hint: continue with: eventsim run --resume {directory})")
+
+    def _checkpoint_if_due(self) -> None:
+        every = self.sc.spec.checkpoint.every
+        if self.checkpoints is not None and every and self.epoch % every == 0:
+            self.checkpoints.save(checkpoint.capture(self))
 
     def _flush_objectives(self, phase: str, epoch) -> None:
         by_key: dict[tuple[str, str], list] = {}
@@ -179,54 +238,89 @@ class Runner:
             self._metric(phase, f"{metric}/{layer}", np.stack(values, axis=-1).mean(axis=-1),
                          epoch)
 
-    def run(self) -> RunResult:
-        start = time.time()
-        train_feed = self._feed("train", shuffle=True)
-        for phase in self.sc.spec.phases:
-            self.sim.phase = phase.name
-            if self.progress is not None:
-                self.progress.set_phase(phase.name)
-            phase_start = self.sim.tick
-            learn_layers = "layers" in phase.learn
-            lr = self.sc.spec.rule.lr
-            self.sim.set_learning(layers=learn_layers, readouts="readouts" in phase.learn,
-                                  explore=phase.explore, layer_decay_ms=lr.decay,
-                                  t_on=phase_start)
-            self.sim.reservoir_drives_layers = learn_layers
-            self.sim.set_feed(train_feed)
-            if phase.epochs is not None:
-                for _ in range(phase.epochs):
-                    self.sim.set_eta(eta_for_epoch(lr, self.epoch))
-                    self._advance(self.samples * self.sim.sample_ticks)
+    def _learn(self, phase) -> None:
+        """Switch on what ``phase`` trains (at its start and after each evaluation)."""
+        lr = self.sc.spec.rule.lr
+        learn_layers = "layers" in phase.learn
+        self.sim.set_learning(layers=learn_layers, readouts="readouts" in phase.learn,
+                              explore=phase.explore, layer_decay_ms=lr.decay,
+                              t_on=self.position.phase_start)
+        self.sim.reservoir_drives_layers = learn_layers
+
+    def _train(self, ticks: int, eta: float) -> None:
+        """Run a stretch of ``ticks`` at rate ``eta`` (the rest of it, when resumed inside it)."""
+        pos = self.position
+        if pos.segment_start is None:
+            pos.segment_start = self.sim.tick
+            self.sim.set_eta(eta)
+        self._advance(pos.segment_start + ticks - self.sim.tick)
+        pos.segment_start = None
+
+    def _evaluate_resumable(self, phase: str) -> dict:
+        """:meth:`evaluate`; a stop during it saves the state from just before it."""
+        self._stop_if_requested()
+        if self.checkpoints is not None:
+            self._resume_point = checkpoint.capture(self)
+        try:
+            return self.evaluate(phase)
+        finally:
+            self._resume_point = None
+
+    def _run_phase(self, phase) -> None:
+        sim, pos = self.sim, self.position
+        sim.phase = phase.name
+        if self.progress is not None:
+            self.progress.set_phase(phase.name)
+        if pos.phase_start is None:
+            pos.phase_start = sim.tick
+            self._learn(phase)
+        sim.set_feed(self.train_feed)
+        lr = self.sc.spec.rule.lr
+        every = self.sc.spec.evaluate.every
+        if phase.epochs is not None:
+            while pos.epoch_in_phase < phase.epochs or pos.evaluate:
+                if not pos.evaluate:
+                    self._train(self.samples * sim.sample_ticks, eta_for_epoch(lr, self.epoch))
                     self.epoch += 1
+                    pos.epoch_in_phase += 1
                     self._flush_objectives(phase.name, self.epoch)
                     self._report(f"epoch {self.epoch}")
-                    every = self.sc.spec.evaluate.every
-                    if every and self.epoch % every == 0:
-                        self.evaluate(phase.name)
-                        self.sim.set_learning(layers=learn_layers,
-                                              readouts="readouts" in phase.learn,
-                                              explore=phase.explore, layer_decay_ms=lr.decay,
-                                              t_on=phase_start)
-                        self.sim.set_feed(train_feed)
-            else:
-                self.sim.set_eta(eta_for_epoch(lr, self.epoch))
-                self._advance(_ticks(self.sc, phase.duration, ("phases",), self.sim.dt_ms))
-                self._flush_objectives(phase.name, None)
-            self.result.phases.append({"name": phase.name, "start_tick": phase_start,
-                                       "end_tick": self.sim.tick})
+                    pos.evaluate = bool(every) and self.epoch % every == 0
+                if pos.evaluate:
+                    self._evaluate_resumable(phase.name)
+                    pos.evaluate = False
+                    self._learn(phase)
+                    sim.set_feed(self.train_feed)
+                self._checkpoint_if_due()
+                self._stop_if_requested()
+        else:
+            self._train(_ticks(self.sc, phase.duration, ("phases",), sim.dt_ms),
+                        eta_for_epoch(lr, self.epoch))
+            self._flush_objectives(phase.name, None)
+        self.result.phases.append({"name": phase.name, "start_tick": pos.phase_start,
+                                   "end_tick": sim.tick})
+
+    def run(self) -> RunResult:
+        """Run the phases and the final evaluation, from :attr:`position` on."""
+        self._started = time.time() - self.result.wall_time_s
+        phases = self.sc.spec.phases
+        while self.position.phase < len(phases):
+            self._run_phase(phases[self.position.phase])
+            self.position = Position(phase=self.position.phase + 1)
+            self._stop_if_requested()
         self.sim.phase = "evaluate"
         eval_start = self.sim.tick
-        accuracy = self.evaluate("final")
+        accuracy = self._evaluate_resumable("final")
         self.result.phases.append({"name": "evaluate", "start_tick": eval_start,
                                    "end_tick": self.sim.tick})
         self.result.summary["test_accuracy"] = accuracy["test"]
         self.result.summary["train_accuracy"] = accuracy["train"]
         self._weight_ratio()
+        self.result.weights = final_weights(self.sim)
         self.result.channels = {name: ch.record() for name, ch in self.sim.channels.items()}
         self.result.traces.update({p.name: p.data() for p in self.probes})
         self.result.ticks = self.sim.tick
-        self.result.wall_time_s = time.time() - start
+        self.result.wall_time_s = self.elapsed_s()
         return self.result
 
     def _report(self, prefix: str) -> None:
@@ -290,6 +384,16 @@ class Runner:
             return
         self.result.summary["weight_ratio"] = W[:, 0, 1] / W[:, 0, 0]
         self.result.summary["true_ratio"] = np.asarray(w_true)[:, 1] / np.asarray(w_true)[:, 0]
+
+
+def final_weights(sim) -> dict[str, np.ndarray]:
+    """Host copies of the learned weights: ``<layer>.W`` and ``<reservoir>.W_o``."""
+    out = {}
+    for name, pop in sim.populations.items():
+        for var in ("W", "W_o"):
+            if var in pop.state():
+                out[f"{name}.{var}"] = sim.backend.to_host(pop.state()[var]).copy()
+    return out
 
 
 def _code_words(features: np.ndarray, ds: Dataset) -> np.ndarray:

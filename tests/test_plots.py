@@ -181,3 +181,52 @@ def test_code_words_average_per_class(tmp_path, monkeypatch):
     rates = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, -1.0]])
     plots.plot_code_words(rates, np.array([0, 0, 1]), tmp_path)
     np.testing.assert_allclose(seen["image"], [[2.0, 0.0], [0.0, -1.0]])
+
+
+REAL_RUN = """name: plotted run
+network:
+  name: small reservoirs
+  populations:
+    x: {kind: input, size: 2}
+    h1: {kind: layer, size: 3}
+    out: {kind: layer, size: 1}
+    m1: {kind: reservoir, size: 20, tau: 10 ms}
+    m2: {kind: reservoir, size: 20, tau: 10 ms}
+  projections:
+    - {from: x, to: h1}
+    - {from: h1, to: out}
+    - {from: m1, to: h1, kind: modulatory, delay: 3 ms, jitter: 2 ms, loss: 0.2}
+    - {from: m2, to: out, kind: modulatory, delay: 5 ms}
+trials: 2
+dataset: {name: tanh_boundary, params: {samples: 10, test_samples: 10}}
+timing: {dt: 1 ms, sample: 10 ms}
+rule: {name: hsic, gamma: 2, memory: 4, lr: {eta: 0.05}}
+modulator: {source: reservoir}
+phases:
+  - {name: pretrain, duration: 100 ms, learn: [readouts]}
+  - {name: train, epochs: 2, learn: [layers, readouts]}
+evaluate: {every: 1}
+probes: [{target: m1.readout, every: 2}, {target: h1.xi, every: 2}]
+"""
+
+
+def test_eventsim_plot_reproduces_the_figures_of_a_real_run(tmp_path, capsys):
+    """Every figure a real run drew is drawn again, byte for byte, from its files alone
+    (the readout is paired with the probed ξ of the layer its reservoir modulates)."""
+    from eventsim.api import execute  # noqa: PLC0415
+    from eventsim.cli import main  # noqa: PLC0415
+    from eventsim.config.scenario import parse_scenario  # noqa: PLC0415
+
+    run = execute(parse_scenario(REAL_RUN), out=tmp_path / "run", quiet=True)
+    drawn = {p.name: p.read_bytes() for p in run.directory.plots_dir.iterdir()}
+    assert set(drawn) == {"network.png", "objectives.png", "accuracy.png", "readout_m1.png",
+                          "code_words_out.png", "modulator_timing.png"}
+    for path in run.directory.plots_dir.iterdir():
+        path.unlink()
+    run.directory.plots_dir.rmdir()
+    capsys.readouterr()
+    assert main(["plot", str(run.directory.path)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in printed) == sorted(drawn)
+    for name, content in drawn.items():
+        assert (run.directory.plots_dir / name).read_bytes() == content, name

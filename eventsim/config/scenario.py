@@ -10,11 +10,13 @@ are checked like any other.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .. import units
 from ..errors import ConfigError
@@ -118,6 +120,27 @@ class Evaluate(Strict):
     every: int = Field(default=0, ge=0)
 
 
+def _epoch_count(value):
+    """``1 epoch``, ``5 epochs`` or a plain integer (0: never)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*(epochs?)?\s*", value)
+        if match is None:
+            raise PydanticCustomError("epochs", f"expected a number of epochs, got {value!r}",
+                                      {"hint": "write e.g. '1 epoch' or '5 epochs'"})
+        return int(match.group(1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PydanticCustomError("epochs", f"expected a number of epochs, got {value!r}",
+                                  {"hint": "write e.g. '1 epoch' or '5 epochs' (0: never)"})
+    return value
+
+
+class Checkpoint(Strict):
+    """Save the complete state into the run directory every ``every`` epochs (0: never;
+    Ctrl-C always saves one)."""
+
+    every: Annotated[int, BeforeValidator(_epoch_count)] = 0
+
+
 class ProbeSpec(Strict):
     target: str
     every: PosInt = 1
@@ -139,6 +162,7 @@ class ScenarioFile(Strict):
     phases: list[Phase] = []
     evaluate: Evaluate = Evaluate()
     probes: list[ProbeSpec] = []
+    checkpoint: Checkpoint = Checkpoint()
 
 
 @dataclass
@@ -167,7 +191,7 @@ class Scenario:
         g = self.network.graph
         out["network"] = {
             "name": self.network.name,
-            "file": self.network.file,
+            "description": self.network.description,
             "populations": {n: a["spec"].model_dump(mode="json")
                             for n, a in g.nodes(data=True) if a["spec"] is not None},
             "projections": [d["spec"].model_dump(mode="json", by_alias=True)
@@ -239,6 +263,9 @@ def _check(sc: Scenario) -> None:
         if "readouts" in phase.learn and sc.spec.modulator.source != "reservoir":
             raise sc.error(("phases", i, "learn"), "readouts learn only with reservoirs",
                            "set modulator.source: reservoir")
+    if sc.spec.checkpoint.every and sc.spec.rule.name == "backprop":
+        raise sc.error(("checkpoint", "every"), "the backprop baseline does not checkpoint",
+                       "remove checkpoint, or use rule hsic or phsic")
     _check_ticks(sc)
 
 

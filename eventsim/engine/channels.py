@@ -77,15 +77,18 @@ class Channel:
             self.receiver.deliver(message, mask)
 
     def get_state(self) -> dict:
-        """Messages in flight and the RNG states (for checkpoints)."""
+        """Messages in flight, the RNG states and the records (for checkpoints)."""
         return {"in_flight": self.in_flight, "rng": self.streams.get_state(),
-                "sent": self.sent.tolist(), "delivered": self.delivered.tolist()}
+                "sent": np.array(self.sent, dtype=np.int64),
+                "delivered": np.array(self.delivered, dtype=np.int64)}
 
     def set_state(self, state: dict, now: int) -> None:
+        """Restore ``state`` and schedule its messages in flight relative to tick ``now``."""
         self.in_flight = state["in_flight"]
         self.streams.set_state(state["rng"])
-        self.sent = array("q", state["sent"])
-        self.delivered = array("q", state["delivered"])
+        self.sent, self.delivered = array("q"), array("q")
+        self.sent.frombytes(np.asarray(state["sent"], dtype=np.int64).tobytes())
+        self.delivered.frombytes(np.asarray(state["delivered"], dtype=np.int64).tobytes())
         for when in sorted(self.in_flight):
             self.schedule(when - now, self._deliver_due)
 

@@ -310,7 +310,9 @@ class Simulator:
         return env.process(proc())
 
     def _start_processes(self) -> None:
-        self._every(self._present, self.sample_ticks, PRESENT * _SLOT)
+        # samples start at multiples of sample_ticks, also when restarted mid-sample
+        self._every(self._present, self.sample_ticks, PRESENT * _SLOT,
+                    first=-self.tick % self.sample_ticks)
         for i, (name, pop) in enumerate(self.populations.items()):
             if pop.kind == "layer":
                 self._every(lambda t, n=name: self._step_layer(n, t), 1, POPULATION * _SLOT + i)
@@ -421,6 +423,16 @@ class Simulator:
         if until > self.env.now:
             with np.errstate(over="ignore", invalid="ignore"):
                 self.env.run(until=until)
+
+    def restart_clock(self, tick: int) -> None:
+        """Continue at ``tick`` on a fresh SimPy environment (restoring a checkpoint).
+
+        Every periodic process first fires at its next due tick; the caller
+        restores the state and re-schedules the messages in flight
+        (:mod:`eventsim.engine.state`).
+        """
+        self.env = simpy.Environment(initial_time=int(tick))
+        self._start_processes()
 
     def set_feed(self, feed) -> None:
         """Samples to present: ``feed.next() -> (x (K,D), y_vec (K,Dy), labels (K,))``."""

@@ -52,9 +52,9 @@ class WorkingMemory:
         return {"x": self.x, "y": self.y, "z": self.z, "slot": self.slot, "count": self.count}
 
     def set_state(self, state: dict) -> None:
-        self.x[...] = state["x"]
-        self.y[...] = state["y"]
-        self.z[...] = state["z"]
+        self.x[...] = self.xp.asarray(state["x"])
+        self.y[...] = self.xp.asarray(state["y"])
+        self.z[...] = self.xp.asarray(state["z"])
         self.slot = int(state["slot"])
         self.count = int(state["count"])
         host = (self.slot - np.arange(self.count)) % self.capacity

@@ -52,8 +52,12 @@ class ReadoutLearning:
         self.res.W_o += post[:, :, None] * self.res.r[:, None, :]
 
     def get_state(self) -> dict:
-        return {"p_bar": self.p_bar, "ro_bar": self.ro_bar}
+        """The low-pass filters and the learning switches (checkpoints)."""
+        return {"p_bar": self.p_bar, "ro_bar": self.ro_bar, "t_on": self.t_on,
+                "enabled": self.enabled}
 
     def set_state(self, state: dict) -> None:
-        self.p_bar[...] = state["p_bar"]
-        self.ro_bar[...] = state["ro_bar"]
+        self.p_bar[...] = self.xp.asarray(state["p_bar"])
+        self.ro_bar[...] = self.xp.asarray(state["ro_bar"])
+        self.t_on = int(state["t_on"])
+        self.enabled = bool(state["enabled"])

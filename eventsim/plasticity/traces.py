@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from ..backend import array_module
+
 
 class ThreeFactorSynapses:
     """Eligibility and weight update for one layer's feed-forward weights."""
@@ -75,10 +77,20 @@ class ThreeFactorSynapses:
         self.layer.W += dw
 
     def get_state(self) -> dict:
-        return {"e": self.e, "velocity": self.velocity}
+        """Trace, velocity, undelivered inbox and the learning switches (checkpoints)."""
+        return {"e": self.e, "velocity": self.velocity, "inbox": self.inbox,
+                "pending": self.pending, "eta_base": self.eta_base,
+                "decay_ticks": self.decay_ticks, "t_on": self.t_on, "enabled": self.enabled}
 
     def set_state(self, state: dict) -> None:
+        xp = array_module(self.inbox)
         if self.e is not None:
-            self.e[...] = state["e"]
+            self.e[...] = xp.asarray(state["e"])
         if self.velocity is not None:
-            self.velocity[...] = state["velocity"]
+            self.velocity[...] = xp.asarray(state["velocity"])
+        self.inbox[...] = xp.asarray(state["inbox"])
+        self.pending = bool(state["pending"])
+        self.eta_base = float(state["eta_base"])
+        self.decay_ticks = float(state["decay_ticks"])
+        self.t_on = int(state["t_on"])
+        self.enabled = bool(state["enabled"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..backend import array_module
+
 
 class InputPopulation:
     """Holds the current sample's rates, shape (trials, size)."""
@@ -19,3 +21,9 @@ class InputPopulation:
 
     def state(self) -> dict:
         return {"z": self.z}
+
+    def get_state(self) -> dict:
+        return self.state()
+
+    def set_state(self, state: dict) -> None:
+        self.set(array_module(self.z).asarray(state["z"]))

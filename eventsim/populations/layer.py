@@ -58,3 +58,12 @@ class Layer:
 
     def state(self) -> dict:
         return {"u": self.u, "z": self.z, "W": self.W}
+
+    def get_state(self) -> dict:
+        """Everything that evolves: ``u``, ``z``, ``W`` and the noise stream (checkpoints)."""
+        return {**self.state(), "noise": self.noise.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        for key in ("u", "z", "W"):
+            getattr(self, key)[...] = self.xp.asarray(state[key])
+        self.noise.set_state(state["noise"])

@@ -73,3 +73,19 @@ class Reservoir:
 
     def state(self) -> dict:
         return {"u": self.u, "r": self.r, "readout": self.r_o, "W_o": self.W_o}
+
+    def get_state(self) -> dict:
+        """Everything that evolves (the fixed ``A``, ``B``, ``C`` are rebuilt from the seeds)."""
+        return {**self.state(), "explore": self.explore,
+                "hidden_noise": self.hidden_noise.get_state(),
+                "readout_noise": self.readout_noise.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        xp = self.xp
+        self.u[...] = xp.asarray(state["u"])
+        self.r[...] = xp.asarray(state["r"])
+        self.W_o[...] = xp.asarray(state["W_o"])
+        self.r_o = xp.array(state["readout"], dtype=self.W_o.dtype)
+        self.explore = bool(state["explore"])
+        self.hidden_noise.set_state(state["hidden_noise"])
+        self.readout_noise.set_state(state["readout_noise"])
