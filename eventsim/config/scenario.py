@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from . import channels
 from .network import Network, network_from_doc
 from .schema import Duration, NonNeg, PosInt, Probability, Strict, validate
+from .sweep import Sweep
 from .yamlfile import YamlDoc, load_yaml, parse_yaml
 
 RULES = ("hsic", "phsic", "backprop")
@@ -166,6 +167,7 @@ class ScenarioFile(Strict):
     phases: list[Phase] = []
     evaluate: Evaluate = Evaluate()
     probes: list[ProbeSpec] = []
+    sweep: Sweep | None = None
 
 
 @dataclass
