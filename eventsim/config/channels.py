@@ -33,7 +33,13 @@ class Located:
         self.fallback = fallback
 
     def error(self, field: str, message: str, hint: str | None = None):
+        """An error at the place that set ``field``; when the broadcast mode was set in
+        another file, the message says where."""
         doc, path = self.origin.get(field) or self.origin.get("broadcast") or self.fallback
+        mode = self.origin.get("broadcast")
+        if mode is not None and mode[0] is not doc:
+            message += f" (broadcast: {self.values['broadcast']} is set at " \
+                       f"{mode[0].file}:{mode[0].line(mode[1])})"
         return doc.error(path, message, hint)
 
 
@@ -83,12 +89,14 @@ def check(s: Located, *, dt: float | None = None, sample: float | None = None) -
         if burst is not None:
             raise s.error("burst", "burst applies to broadcast: burst or broadcast: sample",
                           "set broadcast: burst (bursts every period) or remove burst")
-        if phase > 0 and (period if period is not None else dt) is None:
+        every = period if period is not None else dt  # default: every tick
+        if phase > 0 and every is None:
             raise s.error("phase", "phase needs a period: without one the channel sends "
                                    "every tick", "add e.g. period: 10 ms")
-        if period is not None and phase >= period:
+        if every is not None and phase >= every:
             raise s.error("phase", f"phase {_ms(phase)} is not shorter than the period "
-                                   f"{_ms(period)}", "use 0 <= phase < period")
+                                   f"{_ms(every)}", "use 0 <= phase < period (the default "
+                                                    "period is one tick)")
     elif mode == "sample":
         if period is not None:
             raise s.error("period", "broadcast: sample sends once per sample, so its period "
