@@ -54,6 +54,12 @@ def cmd_validate(args) -> int:
                   f"{sc.spec.trials} trial(s), dataset {sc.spec.dataset.name}, "
                   f"modulator {sc.spec.modulator.source}, "
                   f"phases {', '.join(p.name for p in sc.spec.phases) or 'none'}")
+            if sc.spec.sweep is not None:
+                from .config.scenario import load_scenario  # noqa: PLC0415
+                from .config.sweep import validate_points  # noqa: PLC0415
+
+                n = len(validate_points(sc, lambda o, p=path: load_scenario(p, o)))
+                print(f"sweep: {n} point(s), each valid (run them with eventsim sweep)")
             print(sc.network.summary())
     return 0
 

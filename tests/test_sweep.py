@@ -245,3 +245,12 @@ def test_cli_sweep_prints_a_summary_and_writes_table_and_plot(tmp_path, capsys):
     assert f"results: {out / 'results.csv'} (4 rows; 4 point(s) finished" in text
     assert (out / "plots" / "test_accuracy_vs_delay_by_trace.png").is_file()
     assert {r["trial"] for r in load_results(out)} == {"0"}  # --set reached every point
+
+
+def test_validate_checks_every_point(tmp_path, capsys):
+    assert main(["validate", str(_write(tmp_path, GRID))]) == 0
+    assert "sweep: 4 point(s), each valid" in capsys.readouterr().out
+    bad = _write(tmp_path, "sweep:\n  grid:\n    rule.memory: [2, -1]\n", name="bad.yaml")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:12: sweep.grid.rule.memory[1]: rule.memory = -1 is not valid" in err

@@ -33,11 +33,11 @@ class Located:
         self.fallback = fallback
 
     def error(self, field: str, message: str, hint: str | None = None):
-        """An error at the place that set ``field``; when the broadcast mode was set in
-        another file, the message says where."""
+        """An error at the place that set ``field``; when the broadcast mode was set
+        elsewhere, the message says where."""
         doc, path = self.origin.get(field) or self.origin.get("broadcast") or self.fallback
         mode = self.origin.get("broadcast")
-        if mode is not None and mode[0] is not doc:
+        if mode is not None and (mode[0] is not doc or mode[0].line(mode[1]) != doc.line(path)):
             message += f" (broadcast: {self.values['broadcast']} is set at " \
                        f"{mode[0].file}:{mode[0].line(mode[1])})"
         return doc.error(path, message, hint)
