@@ -1,4 +1,4 @@
-"""Command line: ``eventsim info | validate | run | plot``.
+"""Command line: ``eventsim info | validate | run | sweep | plot``.
 
 User errors (bad YAML, missing data, a diverging run, a missing GPU) print one
 line to stderr and exit with status 2 (1 for a diverged run); they never show a
@@ -55,6 +55,12 @@ def cmd_validate(args) -> int:
                   f"{sc.spec.trials} trial(s), dataset {sc.spec.dataset.name}, "
                   f"modulator {sc.spec.modulator.source}, "
                   f"phases {', '.join(p.name for p in sc.spec.phases) or 'none'}")
+            if sc.spec.sweep is not None:
+                from .config.scenario import load_scenario  # noqa: PLC0415
+                from .config.sweep import validate_points  # noqa: PLC0415
+
+                n = len(validate_points(sc, lambda o, p=path: load_scenario(p, o)))
+                print(f"sweep: {n} point(s), each valid (run them with eventsim sweep)")
             print(sc.network.summary())
     return 0
 
@@ -102,6 +108,24 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep, summarise  # noqa: PLC0415
+
+    if args.workers < 1:
+        raise EventsimError(f"--workers {args.workers}: expected at least 1")
+    result = run_sweep(args.scenario, out=args.out, workers=args.workers,
+                       scheduler=args.scheduler, backend=args.backend,
+                       overrides=_parse_set(args.set), plots=not args.no_plots,
+                       log=(lambda _line: None) if args.quiet else print)
+    for line in summarise(result.rows):
+        print(line)
+    print(f"results: {result.table} ({len(result.rows)} rows; {result.finished} point(s) "
+          f"finished, {result.failed} failed, {result.skipped} skipped as already finished)")
+    for path in result.plots:
+        print(f"plot: {path}")
+    return 1 if result.failed else 0
+
+
 def cmd_plot(args) -> int:
     from .plots import plot_run  # noqa: PLC0415
 
@@ -143,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run every point of a scenario's sweep: block into one "
+                                     "results table")
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (default 1: run in this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the points on this Dask scheduler (needs eventsim[dask])")
+    p.add_argument("--out", default=None,
+                   help="sweep directory (default runs/<name>/sweep); finished points in it "
+                        "are skipped")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a field of every point by dotted path")
+    p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="regenerate the plots of a run directory from its files")
     p.add_argument("run_dir", metavar="RUN_DIR")

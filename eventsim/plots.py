@@ -413,6 +413,97 @@ def plot_memory_capacity(accuracy: Mapping[int, Sequence[float]],
 
 
 # ---------------------------------------------------------------------------
+# Sweeps
+
+_DURATION_KEYS = ("delay", "jitter", "period", "phase", "burst", "trace", "sample", "dt", "tau")
+
+
+def _swept_value(key: str, value) -> tuple[float | None, str]:
+    """(value in ms or as a number, or None when not numeric; its label)."""
+    text = str(value)
+    is_duration = key.rsplit(".", 1)[-1] in _DURATION_KEYS
+    try:
+        number = to_ms(value) if is_duration or isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None, text
+    if is_duration and not text.strip()[-1:].isalpha():
+        text = f"{text} ms"
+    return number, text
+
+
+def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike) -> Path:
+    """A sweep's ``spec.metric`` (mean ± SD over trials) against the swept ``spec.x``, one
+    line per value of ``spec.lines``.
+
+    ``rows`` are the tidy rows of :mod:`eventsim.sweep` (columns ``point``, the
+    swept values, ``trial``, ..., one per point and trial); only finished points
+    are drawn. One panel per variant and per combination of the other swept
+    values. Numeric x values (numbers, or durations in ms) go on a linear axis,
+    or on a symmetric-log one when they span more than a factor of 20; other
+    values are categories. Writes ``<metric>_vs_<x>[_by_<lines>].png``.
+    """
+    rows = [r for r in rows if r.get("status") == "finished"
+            and r.get(spec.metric) not in (None, "")]
+    if not rows:
+        raise ValueError(f"no finished points with a {spec.metric!r} value to plot")
+    keys = list(rows[0])
+    swept = keys[keys.index("point") + 1:keys.index("trial")]
+    panel_keys = [k for k in swept if k not in (spec.x, spec.lines)]
+    groups: dict[tuple, dict[str, dict[str, list[float]]]] = {}
+    x_order: list[str] = []
+    line_order: list[str] = []
+    for r in rows:
+        panel = tuple(str(r[k]) for k in panel_keys)
+        xv = str(r[spec.x])
+        lv = "" if spec.lines is None else str(r[spec.lines])
+        x_order += [xv] if xv not in x_order else []
+        line_order += [lv] if lv not in line_order else []
+        groups.setdefault(panel, {}).setdefault(lv, {}).setdefault(xv, []).append(
+            float(r[spec.metric]))
+    numbers = {x: _swept_value(spec.x, x)[0] for x in x_order}
+    numeric = all(v is not None for v in numbers.values())
+    n = len(groups)
+    cols = min(n, 3)
+    fig = _figure(4.6 * cols, 3.6 * math.ceil(n / cols))
+    axes = np.atleast_1d(fig.subplots(math.ceil(n / cols), cols, squeeze=False)).ravel()
+    x_name = spec.x.rsplit(".", 1)[-1]
+    unit = " (ms)" if x_name in _DURATION_KEYS else ""
+    for ax, (panel, lines) in zip(axes, groups.items(), strict=False):
+        for lv in line_order:
+            if lv not in lines:
+                continue
+            xs = [x for x in x_order if x in lines[lv]]
+            pos = [numbers[x] if numeric else x_order.index(x) for x in xs]
+            vals = [np.asarray(lines[lv][x]) for x in xs]
+            label = (None if spec.lines is None else
+                     f"{spec.lines.rsplit('.', 1)[-1]} = {_swept_value(spec.lines, lv)[1]}")
+            ax.errorbar(pos, [v.mean() for v in vals], yerr=[v.std() for v in vals],
+                        marker="o", ms=4, capsize=3, lw=1.2, label=label)
+        if numeric:
+            values = np.asarray(list(numbers.values()), dtype=np.float64)
+            positive = values[values > 0]
+            if positive.size and values.max() > 20 * positive.min():
+                ax.set_xscale("symlog", linthresh=float(positive.min()))
+            ax.set_xticks(values, [_swept_value(spec.x, x)[1].removesuffix(" ms")
+                                   for x in x_order])
+        else:
+            ax.set_xticks(range(len(x_order)), x_order)
+        ax.set_xlabel(f"{x_name}{unit}")
+        ax.set_ylabel(spec.metric.replace("_", " "))
+        title = ", ".join(f"{k} = {v}" for k, v in zip(panel_keys, panel, strict=True))
+        ax.set_title(title or f"{spec.metric.replace('_', ' ')} vs {x_name}", fontsize=10)
+        ax.grid(alpha=0.3)
+        if spec.lines is not None:
+            ax.legend(fontsize=7)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    name = f"{spec.metric}_vs_{x_name}"
+    if spec.lines is not None:
+        name += f"_by_{spec.lines.rsplit('.', 1)[-1]}"
+    return _save(fig, out_dir, name)
+
+
+# ---------------------------------------------------------------------------
 # Modulator arrivals
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import checkpoint, units
 from .backend import Backend, RandomStreams, get_backend
+from .config import channels as channel_settings
 from .config.scenario import Scenario
 from .data.dataset import Dataset, load_dataset
 from .engine.simulator import LayerRule, ReadoutRule, Simulator
@@ -83,15 +84,16 @@ def build_rules(sc: Scenario, ds: Dataset) -> dict[str, LayerRule]:
             sigma_x=default_sigma(r.sigma.x, ds.input_dim),
             sigma_y=default_sigma(r.sigma.y, ds.label_dim),
             sigma_z=default_sigma(r.sigma.z, g.nodes[layer]["size"]),
-            form=form, tau_e_ms=r.trace, momentum=r.lr.momentum)
+            form=form, momentum=r.lr.momentum,
+            tau_e_ms=r.trace if isinstance(r.trace, float) else 0.0,
+            window=r.trace if isinstance(r.trace, str) else None)
     return rules
 
 
 def make_simulator(sc: Scenario, ds: Dataset, backend: Backend) -> Simulator:
     t = sc.spec.timing
     sample_ticks = _ticks(sc, t.sample, ("timing", "sample"), t.dt)
-    overrides = {layer: {k: v for k, v in ch.model_dump().items() if v is not None}
-                 for layer, ch in sc.spec.modulator.channels.items()}
+    overrides = channel_settings.overrides(sc)
     ro = sc.spec.readout
     return Simulator(sc.network, seeds=sc.seeds, backend=backend, dt_ms=t.dt,
                      sample_ticks=sample_ticks, label_dim=ds.label_dim,

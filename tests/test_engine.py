@@ -549,13 +549,13 @@ class Recorder:
     def __getattr__(self, name):  # anything else (e.g. ``enabled``) is the receiver's
         return getattr(self.inner, name)
 
-    def deliver(self, message, mask=None):
-        sent = [t for t, m in self.sends if m is message]
-        assert len(sent) == 1
+    def deliver(self, message, mask=None, sent=None):
+        sends = [t for t, m in self.sends if m is message]
+        assert sends == [sent]
         trials = (np.ones(self.sim.trials, bool) if mask is None
                   else np.asarray(mask) != 0)
-        self.log.append((self.sim.tick, sent[0], trials))
-        self.inner.deliver(message, mask)
+        self.log.append((self.sim.tick, sent, trials))
+        self.inner.deliver(message, mask, sent)
 
 
 def _recorded_sim(seeds, extra, T):
@@ -600,8 +600,12 @@ def _direct_channel(seeds, T, **kw):
     now = [0]
 
     class Sink:
-        def deliver(self, message, mask=None):
+        def on_send(self, tick, deliveries):
+            pass
+
+        def deliver(self, message, mask=None, sent=None):
             trials = np.ones(len(seeds), bool) if mask is None else np.asarray(mask) != 0
+            assert sent == int(message[0, 0])
             for k in np.flatnonzero(trials):
                 log.append((k, int(message[k, 0]), now[0]))
 

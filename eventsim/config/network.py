@@ -17,6 +17,7 @@ import networkx as nx
 from pydantic import Discriminator, Field, Tag
 
 from ..units import format_ms
+from . import channels
 from .schema import Duration, NonNeg, PosInt, Probability, Strict, did_you_mean, validate
 from .yamlfile import YamlDoc, load_yaml, parse_yaml
 
@@ -100,7 +101,10 @@ class Modulatory(_Edge):
     """A third-factor broadcast channel from a reservoir (or the analytic ξ) to a layer.
 
     Each message is delivered ``delay`` (± ``jitter``) later, or lost with
-    probability ``loss``; one message is sent every ``period`` (default: every tick).
+    probability ``loss``. ``broadcast`` says when messages are sent: ``tick``
+    (every ``period``, default every tick), ``sample`` (once per sample at
+    ``phase``, or a ``burst`` from there) or ``burst`` (``burst`` out of every
+    ``period``, from ``phase``); see :mod:`eventsim.config.channels`.
     """
 
     kind: Literal["modulatory"]
@@ -109,6 +113,9 @@ class Modulatory(_Edge):
     jitter_dist: Literal["uniform", "normal"] = "uniform"
     loss: Probability = 0.0
     period: Duration | None = None
+    broadcast: Literal["tick", "sample", "burst"] = "tick"
+    phase: Duration = 0.0
+    burst: Duration | None = None
 
 
 class Tap(_Edge):
@@ -224,7 +231,7 @@ class Network:
 
 
 def _fmt(key, value):
-    if key in ("tau", "delay", "jitter", "period") and isinstance(value, float):
+    if key in ("tau", "delay", "jitter", "period", "phase", "burst") and isinstance(value, float):
         return format_ms(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_fmt(k, v)}" for k, v in value.items()) + "}"
@@ -299,8 +306,7 @@ def _check_edge(doc, g, where, proj) -> None:
                             f"size mismatch: reservoir {proj.source!r} has readout {readout} but "
                             f"layer {proj.target!r} has size {dst['size']}",
                             "the readout dimension must equal the layer width")
-        if proj.period is not None and proj.period <= 0:
-            raise doc.error((*where, "period"), "period must be positive", "e.g. period: 1 ms")
+        channels.check(channels.edge_settings(doc, where, proj))
     elif proj.kind == "tap" and dst["kind"] != "reservoir":
         raise doc.error((*where, "to"),
                         f"a tap must target a reservoir, {proj.target!r} is of kind {dst['kind']}",

@@ -20,8 +20,10 @@ from pydantic_core import PydanticCustomError
 
 from .. import units
 from ..errors import ConfigError
+from . import channels
 from .network import Network, network_from_doc
 from .schema import Duration, NonNeg, PosInt, Probability, Strict, validate
+from .sweep import Sweep
 from .yamlfile import YamlDoc, load_yaml, parse_yaml
 
 RULES = ("hsic", "phsic", "backprop")
@@ -59,9 +61,29 @@ class LearningRate(Strict):
     schedule: dict[int, NonNeg] = {}
 
 
+TRACE_WINDOWS = ("tick", "sample")
+
+
+def _trace(value):
+    if isinstance(value, str) and value.strip() in TRACE_WINDOWS:
+        return value.strip()
+    try:
+        return units.to_ms(value)
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "trace", str(exc).split(" (")[0],
+            {"hint": "give the exponential trace's τ_e (e.g. 20 ms; 0 = e is β) or a fixed "
+                     "window: tick | sample"}) from None
+
+
+Trace = Annotated[float | str, BeforeValidator(_trace)]
+"""Eligibility (plasticity/traces.py): a duration τ_e (exponential trace) or a window name."""
+
+
 class Rule(Strict):
     """The learning rule. ``hsic``: DL three-factor rule (``xi``: paper = DL Eq. 8,
-    exact = ξ*); ``phsic``: PL pHSIC rule; ``backprop``: the SGD baseline."""
+    exact = ξ*); ``phsic``: PL pHSIC rule; ``backprop``: the SGD baseline. ``trace``:
+    the eligibility, a duration τ_e (exponential) or ``tick`` / ``sample`` (fixed window)."""
 
     name: Literal["hsic", "phsic", "backprop"] = "hsic"
     xi: Literal["paper", "exact"] = "paper"
@@ -69,7 +91,7 @@ class Rule(Strict):
     memory: PosInt = 10
     sigma: Sigma = Sigma()
     lr: LearningRate = LearningRate()
-    trace: Duration = 0.0
+    trace: Trace = 0.0
     batch: PosInt = 32
     kernel: Literal["gaussian", "cosine"] = "gaussian"
     mode: Literal["engine", "static"] = "engine"
@@ -81,12 +103,17 @@ class ChannelOverride(Strict):
     jitter_dist: Literal["uniform", "normal"] | None = None
     loss: Probability | None = None
     period: Duration | None = None
+    broadcast: Literal["tick", "sample", "burst"] | None = None
+    phase: Duration | None = None
+    burst: Duration | None = None
 
 
 class Modulator(Strict):
-    """``analytic``: ξ from the working memory; ``reservoir``: simulated reservoirs."""
+    """``analytic``: ξ from the working memory; ``reservoir``: simulated reservoirs.
+    ``all`` overrides every modulatory edge; ``channels.<layer>`` one layer's (wins)."""
 
     source: Literal["analytic", "reservoir"] = "analytic"
+    all: ChannelOverride = ChannelOverride()
     channels: dict[str, ChannelOverride] = {}
 
 
@@ -163,6 +190,7 @@ class ScenarioFile(Strict):
     evaluate: Evaluate = Evaluate()
     probes: list[ProbeSpec] = []
     checkpoint: Checkpoint = Checkpoint()
+    sweep: Sweep | None = None
 
 
 @dataclass
@@ -303,17 +331,9 @@ def _check_ticks(sc: Scenario) -> None:
                                         and spec.modulator.source == "reservoir"):
             whole(net.doc, (*base, "populations", name, "tau"), attrs["spec"].tau)
     for _, layer, data in net.edges_of("modulatory"):
-        edge = data["spec"]
-        override = spec.modulator.channels.get(layer)
-        for key in ("delay", "jitter", "period"):
-            value = None if override is None else getattr(override, key)
-            if value is not None:
-                doc, path = sc.doc, ("modulator", "channels", layer, key)
-            else:
-                value = getattr(edge, key)
-                doc, path = net.doc, (*base, "projections", data["index"], key)
-            if value is not None:
-                whole(doc, path, value, minimum=1 if key == "period" else 0)
+        where = (*base, "projections", data["index"])
+        settings = channels.merged_settings(sc, layer, net.doc, where, data["spec"])
+        channels.check(settings, dt=dt, sample=spec.timing.sample)
 
 
 def load_scenario(path, overrides: dict | None = None) -> Scenario:

@@ -1,12 +1,22 @@
 """Modulatory broadcast channels (third factor in transit).
 
 A channel carries messages from a sender (a reservoir readout or the analytic ξ)
-to one layer. A message sent at tick ``t`` reaches trial ``k`` at
-``t + delay + j_k``, where ``j_k`` is the jitter drawn from trial k's own stream
-(``uniform``: an integer uniform in [−jitter, +jitter]; ``normal``: a rounded
-N(0, jitter²)); arrival is never before the send tick. With probability
-``loss`` the message is dropped for that trial. Deliveries run in the DELIVER
-slot of their tick. Every send and delivery tick is recorded.
+to one layer. When it sends is its broadcast mode (all counts in ticks):
+
+* ``tick``:   at every tick ``t`` with ``(t − phase) mod period = 0`` (default:
+  every tick);
+* ``sample``: once per sample, at ``phase`` ticks into the presentation (or a
+  burst of ``burst`` consecutive ticks from there);
+* ``burst``:  ``burst`` consecutive ticks out of every ``period``, starting at
+  ``phase`` (``(t − phase) mod period < burst``).
+
+A message sent at tick ``t`` reaches trial ``k`` at ``t + delay + j_k``, where
+``j_k`` is the jitter drawn from trial k's own stream (``uniform``: an integer
+uniform in [−jitter, +jitter]; ``normal``: a rounded N(0, jitter²)); arrival is
+never before the send tick. With probability ``loss`` the message is dropped
+for that trial. Deliveries run in the DELIVER slot of their tick and tell the
+receiver the tick the message was sent in. Every send and delivery tick is
+recorded.
 """
 
 from __future__ import annotations
@@ -17,18 +27,26 @@ import numpy as np
 
 from ..backend import RandomStreams
 
+BROADCASTS = ("tick", "sample", "burst")
+
 
 class Channel:
     """One modulatory edge."""
 
     def __init__(self, name: str, *, delay: int, jitter: int, jitter_dist: str, loss: float,
-                 period: int, seeds, schedule) -> None:
+                 period: int, seeds, schedule, broadcast: str = "tick", phase: int = 0,
+                 burst: int = 1) -> None:
+        if broadcast not in BROADCASTS:
+            raise ValueError(f"unknown broadcast mode {broadcast!r}")
         self.name = name
         self.delay = int(delay)
         self.jitter = int(jitter)
         self.jitter_dist = jitter_dist
         self.loss = float(loss)
         self.period = max(1, int(period))
+        self.broadcast = broadcast
+        self.phase = int(phase)
+        self.burst = max(1, int(burst))
         self.trials = len(seeds)
         self.streams = RandomStreams(seeds, f"channel/{name}")
         self.schedule = schedule
@@ -37,6 +55,12 @@ class Channel:
         self.in_flight: dict[int, list] = {}
         self.sent = array("q")
         self.delivered = array("q")
+
+    def due(self, tick: int, sample_phase: int) -> bool:
+        """Whether the channel sends at ``tick`` (``sample_phase``: tick index in the sample)."""
+        if self.broadcast == "sample":
+            return 0 <= sample_phase - self.phase < self.burst
+        return (tick - self.phase) % self.period < self.burst
 
     @property
     def random(self) -> bool:
@@ -64,17 +88,19 @@ class Channel:
         arrivals = self._arrivals(tick)
         self.sent.append(tick)
         self.delivered.extend(arrivals.tolist())
-        for when in np.unique(arrivals[arrivals >= 0]).tolist():
+        whens = np.unique(arrivals[arrivals >= 0]).tolist()
+        self.receiver.on_send(tick, len(whens))
+        for when in whens:
             mask = arrivals == when
-            entry = (message, None if mask.all() else _as_like(mask, message))
+            entry = (message, None if mask.all() else _as_like(mask, message), tick)
             if when not in self.in_flight:
                 self.in_flight[when] = []
                 self.schedule(when - tick, self._deliver_due)
             self.in_flight[when].append(entry)
 
     def _deliver_due(self, tick: int) -> None:
-        for message, mask in self.in_flight.pop(tick):
-            self.receiver.deliver(message, mask)
+        for message, mask, sent in self.in_flight.pop(tick):
+            self.receiver.deliver(message, mask, sent)
 
     def get_state(self) -> dict:
         """Messages in flight, the RNG states and the records (for checkpoints)."""

@@ -57,6 +57,8 @@ class LayerRule:
     form: str = "paper"
     tau_e_ms: float = 0.0
     momentum: float = 0.0
+    window: str | None = None
+    """Fixed-window eligibility ('tick' or 'sample') instead of the exponential trace."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class Simulator:
             (the reservoirs are simulated and their readouts are broadcast).
         readout: reservoir readout learning parameters.
         channel_overrides: per target layer, fields that replace the modulatory
-            edge's delay / jitter / jitter_dist / loss / period.
+            edge's delay / jitter / jitter_dist / loss / period / broadcast / phase / burst.
     """
 
     def __init__(self, network: Network, *, seeds, backend: Backend | None = None,
@@ -264,6 +266,7 @@ class Simulator:
             self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule)
             self.synapses[layer] = ThreeFactorSynapses(pop, dt_ms=self.dt_ms,
                                                        tau_e_ms=rule.tau_e_ms,
+                                                       window=rule.window,
                                                        momentum=rule.momentum, backend=be)
         for source, layer, data in net.edges_of("modulatory"):
             if layer not in self.rules:
@@ -271,12 +274,15 @@ class Simulator:
             spec = data["spec"].model_copy(update=overrides.get(layer, {}))
             where = ("projections", data["index"])
             period_ms = self.dt_ms if spec.period is None else spec.period
+            burst_ms = self.dt_ms if spec.burst is None else spec.burst
             channel = Channel(
                 f"{source}->{layer}",
                 delay=self._ticks(spec.delay, (*where, "delay")),
                 jitter=self._ticks(spec.jitter, (*where, "jitter")),
                 jitter_dist=spec.jitter_dist, loss=spec.loss,
                 period=self._ticks(period_ms, (*where, "period")),
+                broadcast=spec.broadcast, phase=self._ticks(spec.phase, (*where, "phase")),
+                burst=self._ticks(burst_ms, (*where, "burst")),
                 seeds=self.seeds, schedule=self._schedule_delivery)
             channel.receiver = self.synapses[layer]
             channel.source = source
@@ -334,6 +340,8 @@ class Simulator:
         if self.samples_presented:
             self._check_finite(tick)
         self.sample_start = tick
+        for syn in self.synapses.values():
+            syn.new_sample()
         if self.feed is None:
             return
         x, y_vec, labels = self.feed.next()
@@ -356,8 +364,8 @@ class Simulator:
 
     def _sends(self, layer: str, tick: int) -> bool:
         ch = self.channels.get(layer)
-        return (ch is not None and ch.receiver.enabled and tick % ch.period == 0
-                and self.feed is not None)
+        return (ch is not None and ch.receiver.enabled and self.feed is not None
+                and ch.due(tick, self.phase_of(tick)))
 
     def _step_layer(self, name: str, tick: int) -> None:
         pop = self.populations[name]

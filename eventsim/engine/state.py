@@ -92,7 +92,8 @@ def restore_simulator(sim: Simulator, state: dict) -> None:
     for layer, ch in sim.channels.items():
         saved = dict(state["channels"][layer])
         saved["in_flight"] = {int(when): [(xp.asarray(msg), None if mask is None
-                                           else xp.asarray(mask)) for msg, mask in entries]
+                                           else xp.asarray(mask), int(sent))
+                                          for msg, mask, sent in entries]
                               for when, entries in saved["in_flight"].items()}
         ch.set_state(saved, sim.tick)
     if [p.name for p in sim.probes] != [p["name"] for p in state["probes"]]:

@@ -1,0 +1,256 @@
+"""Sweeps: the ``sweep:`` block (expansion, located errors), running the points serially,
+on 2 local worker processes and on a local Dask cluster (same rows), failed points,
+re-runs that skip finished points, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from eventsim.cli import main
+from eventsim.config.scenario import parse_scenario
+from eventsim.config.sweep import points
+from eventsim.errors import ConfigError
+from eventsim.sweep import load_results, run_point, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+NET = REPO / "networks" / "tanh_mlp.yaml"
+
+BASE = f"""name: tiny sweep
+network: {NET}
+seed: 3
+trials: 2
+dataset: {{name: tanh_boundary, params: {{samples: 10, test_samples: 20}}}}
+timing: {{dt: 1 ms, sample: 5 ms}}
+rule: {{name: hsic, gamma: 2, memory: 4, lr: {{eta: 0.05}}}}
+phases:
+  - {{name: train, epochs: 2, learn: [layers]}}
+"""
+
+
+def _write(tmp_path, sweep: str, name="sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(BASE + sweep, encoding="utf-8")
+    return path
+
+
+GRID = """sweep:
+  grid:
+    modulator.all.delay: [0, 3 ms]
+    rule.trace: [0, tick]
+"""
+
+# Deterministic columns: everything but the wall time.
+def _stable(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
+
+
+def _csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return _stable(list(csv.DictReader(fh)))
+
+
+# ================================================================== schema
+def test_grid_and_variants_expand_in_order():
+    sc = parse_scenario(BASE + """sweep:
+  grid: {rule.gamma: [1, 2], rule.trace: [0, 5 ms, tick]}
+  variants:
+    - {name: a}
+    - {name: b, rule.memory: 3}
+""")
+    pts = points(sc.spec.sweep)
+    assert len(pts) == 12
+    assert [p.index for p in pts] == list(range(12))
+    assert pts[0].variant == "a" and pts[0].overrides == {"rule.gamma": 1, "rule.trace": 0}
+    assert pts[1].overrides == {"rule.gamma": 1, "rule.trace": "5 ms"}  # last key fastest
+    assert pts[3].overrides == {"rule.gamma": 2, "rule.trace": 0}
+    assert pts[6].variant == "b"
+    assert pts[6].overrides == {"rule.memory": 3, "rule.gamma": 1, "rule.trace": 0}
+
+
+@pytest.mark.parametrize("sweep, line, field, words", [
+    ("sweep: {grid: {rule.gamma: []}}", 10, "sweep.grid", "at least one value"),
+    ("sweep: {grid: {rule.gamma: [{a: 1}]}}", 10, "sweep.grid", "scalars"),
+    ("sweep: {grid: {rule.gamma: [1, 1]}}", 10, "sweep.grid", "listed twice"),
+    ("sweep: {grid: {'rule..gamma': [1]}}", 10, "sweep.grid", "dotted path"),
+    ("sweep: {}", 10, "sweep", "a grid or variants"),
+    ("sweep: {grid: {rule.gamma: [1]}, variants: [{rule.gamma: 2}]}", 10, "sweep",
+     "both the grid and a variant"),
+    ("sweep: {variants: [{name: a}, {name: a}]}", 10, "sweep.variants", "same name"),
+    ("sweep: {grid: {rule.gamma: [1]}, plots: [{x: rule.memory}]}", 10, "sweep",
+     "not a grid key"),
+    ("sweep: {grids: {}}", 10, "sweep.grids", "unknown field"),
+])
+def test_bad_sweep_blocks_are_located(sweep, line, field, words):
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(BASE + sweep, file="s.yaml")
+    err = info.value
+    assert (err.file, err.line, err.field) == ("s.yaml", line, field)
+    assert words in err.message
+
+
+@pytest.mark.parametrize("sweep, line, field, words", [
+    # a value invalid on its own: at its place in the grid
+    ("sweep:\n  grid:\n    rule.trace: [0, 5 parsecs]\n", 12, "sweep.grid.rule.trace[1]",
+     "rule.trace = '5 parsecs' is not valid"),
+    ("sweep:\n  grid:\n    rule.gama: [1, 2]\n", 12, "sweep.grid.rule.gama[0]",
+     "unknown field 'gama'"),
+    ("sweep:\n  grid:\n    modulator.all.phase: [0, 3]\n", 12,
+     "sweep.grid.modulator.all.phase[1]", "not shorter than the period 1 ms"),
+    # a variant: at the offending key
+    ("sweep:\n  variants:\n    - {name: x, rule.memory: 0}\n", 12,
+     "sweep.variants[0].rule.memory", "positive integer"),
+    # a bad combination: at the sweep key, naming the point
+    ("sweep:\n  grid:\n    modulator.all.broadcast: [tick, sample]\n"
+     "    modulator.all.period: [2 ms]\n", 10, "sweep", "point 1"),
+])
+def test_invalid_points_are_located_before_anything_runs(tmp_path, sweep, line, field, words):
+    path = _write(tmp_path, sweep)
+    with pytest.raises(ConfigError) as info:
+        run_sweep(path, out=tmp_path / "out", log=lambda _: None)
+    err = info.value
+    assert (Path(err.file).name, err.line, err.field) == ("sweep.yaml", line, field)
+    assert words in str(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_scenario_without_sweep_is_a_one_line_cli_error(tmp_path, capsys):
+    path = tmp_path / "plain.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no sweep: block" in err and str(path) in err
+
+
+# ================================================================ running
+def test_serial_sweep_writes_one_row_per_point_and_trial(tmp_path):
+    path = _write(tmp_path, GRID)
+    res = run_sweep(path, out=tmp_path / "s", log=lambda _: None)
+    rows = load_results(res.directory)
+    assert res.finished == 4 and res.failed == 0 and res.skipped == 0
+    assert len(rows) == 4 * 2
+    assert [(r["point"], r["trial"], r["seed"]) for r in rows[:4]] == [
+        ("0", "0", "3"), ("0", "1", "4"), ("1", "0", "3"), ("1", "1", "4")]
+    assert [(r["modulator.all.delay"], r["rule.trace"]) for r in rows[::2]] == [
+        ("0", "0"), ("0", "tick"), ("3 ms", "0"), ("3 ms", "tick")]
+    assert all(r["status"] == "finished" and r["error"] == "" for r in rows)
+    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)
+    # each point is a run directory whose summary the row repeats
+    for r in rows:
+        meta = json.loads((res.directory / r["run_dir"] / "meta.json").read_text())
+        assert meta["status"] == "finished"
+        assert float(r["test_accuracy"]) == meta["summary"]["test_accuracy"][int(r["trial"])]
+    # delay 0: the tick window is the instant rule, bit for bit; with a delay it differs
+    acc = {(r["point"], r["trial"]): r["test_accuracy"] for r in rows}
+    assert acc[("0", "0")] == acc[("1", "0")] and acc[("0", "1")] == acc[("1", "1")]
+    assert res.plots and res.plots[0].name == "test_accuracy_vs_delay_by_trace.png"
+    assert res.plots[0].stat().st_size > 1000
+
+
+def test_two_local_workers_give_the_same_rows_as_serial(tmp_path):
+    path = _write(tmp_path, GRID)
+    serial = run_sweep(path, out=tmp_path / "serial", log=lambda _: None, plots=False)
+    pool = run_sweep(path, out=tmp_path / "pool", workers=2, log=lambda _: None, plots=False)
+    assert pool.finished == 4
+    assert _stable(pool.rows) == _stable(serial.rows)
+    assert _csv(pool.table) == _csv(serial.table)
+
+
+def test_a_dask_local_cluster_gives_the_same_rows(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    path = _write(tmp_path, GRID)
+    serial = run_sweep(path, out=tmp_path / "serial", log=lambda _: None, plots=False)
+    # two single-thread workers in this process, reached through the scheduler's address
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        dask = run_sweep(path, out=tmp_path / "dask", scheduler=cluster.scheduler_address,
+                         log=lambda _: None, plots=False)
+    assert dask.finished == 4
+    assert _csv(dask.table) == _csv(serial.table)
+
+
+FAILING = """sweep:
+  grid:
+    rule.lr.eta: [0.05, 1.0e+39, 0.02]
+"""
+
+
+def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path, capsys):
+    path = _write(tmp_path, FAILING)
+    out = tmp_path / "f"
+    code = main(["sweep", str(path), "--out", str(out), "--workers", "2", "--no-plots"])
+    assert code == 1
+    text = capsys.readouterr().out
+    assert "1 failed" in text and "2 point(s) finished" in text
+    rows = load_results(out)
+    status = {r["point"]: r["status"] for r in rows}
+    assert status == {"0": "finished", "1": "failed", "2": "finished"}
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 2  # one row per trial
+    assert all(r["error"].startswith("diverged:") and r["test_accuracy"] == "" for r in failed)
+    assert all(float(r["test_accuracy"]) > 0 for r in rows if r["status"] == "finished")
+    record = json.loads(next((out / "points").glob("*/point.json")).read_text())
+    assert set(record) >= {"status", "error", "overrides", "results", "hash"}
+
+
+def test_rerun_skips_finished_points_and_retries_failed_ones(tmp_path):
+    path = _write(tmp_path, FAILING)
+    out = tmp_path / "r"
+    first = run_sweep(path, out=out, log=lambda _: None, plots=False)
+    assert (first.finished, first.failed, first.skipped) == (2, 1, 0)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("points/*/run/metrics.csv")
+              if json.loads((p.parent / "meta.json").read_text())["status"] == "finished"}
+    assert len(stamps) == 2
+    lines = []
+    again = run_sweep(path, out=out, log=lines.append, plots=False)
+    assert (again.finished, again.failed, again.skipped) == (2, 1, 2)
+    assert "2 already finished, 1 to run" in lines[0]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished runs untouched
+    assert _stable(again.rows) == _stable(first.rows)
+    # a changed configuration is a new point: everything runs again
+    path.write_text(path.read_text().replace("epochs: 2", "epochs: 1"), encoding="utf-8")
+    changed = run_sweep(path, out=out, log=lambda _: None, plots=False)
+    assert (changed.skipped, changed.finished + changed.failed) == (0, 3)
+
+
+def dying_runner(scenario_path, overrides, run_dir, backend=None):
+    """A point runner whose worker process dies (no Python exception) at gamma = 3."""
+    if overrides.get("rule.gamma") == 3:
+        os._exit(3)
+    return run_point(scenario_path, overrides, run_dir, backend)
+
+
+def test_a_worker_process_that_dies_fails_only_its_point(tmp_path):
+    path = _write(tmp_path, "sweep:\n  grid:\n    rule.gamma: [1, 3, 2, 4]\n")
+    res = run_sweep(path, out=tmp_path / "d", workers=2, log=lambda _: None, plots=False,
+                    runner=dying_runner)
+    status = {r["point"]: (r["status"], r["error"]) for r in res.rows}
+    assert {p: s for p, (s, _) in status.items()} == {0: "finished", 1: "failed",
+                                                      2: "finished", 3: "finished"}
+    assert "worker process died" in status[1][1]
+
+
+def test_cli_sweep_prints_a_summary_and_writes_table_and_plot(tmp_path, capsys):
+    path = _write(tmp_path, GRID)
+    out = tmp_path / "cli"
+    assert main(["sweep", str(path), "--out", str(out), "--set", "trials=1"]) == 0
+    text = capsys.readouterr().out
+    summary = [line for line in text.splitlines() if line.startswith("point ")]
+    assert len(summary) == 4  # one line per point
+    assert "point   3 modulator.all.delay=3 ms, rule.trace=tick: test_accuracy" in text
+    assert f"results: {out / 'results.csv'} (4 rows; 4 point(s) finished" in text
+    assert (out / "plots" / "test_accuracy_vs_delay_by_trace.png").is_file()
+    assert {r["trial"] for r in load_results(out)} == {"0"}  # --set reached every point
+
+
+def test_validate_checks_every_point(tmp_path, capsys):
+    assert main(["validate", str(_write(tmp_path, GRID))]) == 0
+    assert "sweep: 4 point(s), each valid" in capsys.readouterr().out
+    bad = _write(tmp_path, "sweep:\n  grid:\n    rule.memory: [2, -1]\n", name="bad.yaml")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:12: sweep.grid.rule.memory[1]: rule.memory = -1 is not valid" in err
