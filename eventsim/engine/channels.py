@@ -61,8 +61,16 @@ class Channel:
 
     def send(self, tick: int, message) -> None:
         """Send ``message`` (K, n) at ``tick``; schedules its deliveries."""
-        arrivals = self._arrivals(tick)
         self.sent.append(tick)
+        if not self.random:  # every trial gets it after exactly ``delay`` ticks
+            when = tick + self.delay
+            self.delivered.extend([when] * self.trials)
+            if when not in self.in_flight:
+                self.in_flight[when] = []
+                self.schedule(self.delay, self._deliver_due)
+            self.in_flight[when].append((message, None))
+            return
+        arrivals = self._arrivals(tick)
         self.delivered.extend(arrivals.tolist())
         for when in np.unique(arrivals[arrivals >= 0]).tolist():
             mask = arrivals == when

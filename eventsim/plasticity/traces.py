@@ -24,12 +24,15 @@ class ThreeFactorSynapses:
                  backend) -> None:
         self.layer = layer
         self.dtype = backend.dtype
+        self.xp = backend.xp
         k, n, m = layer.W.shape
         self.trace_gain = 1.0 if tau_e_ms == 0 else 1.0 - math.exp(-dt_ms / tau_e_ms)
         self.e = None if tau_e_ms == 0 else backend.zeros((k, n, m))
         self.momentum = momentum
         self.velocity = backend.zeros((k, n, m)) if momentum else None
         self.inbox = backend.zeros((k, n))
+        self.dw = backend.zeros((k, n, m))
+        """Work buffer of ΔW (the step allocates nothing of the weights' size)."""
         self.pending = False
         self.eta_base = 0.0
         self.decay_ticks = 0.0
@@ -52,27 +55,28 @@ class ThreeFactorSynapses:
     def step(self, tick: int) -> None:
         """Update the trace with this tick's β and apply any delivered modulator."""
         z = self.layer.z
-        if self.e is None:
-            if not self.pending:
-                return
-            post = (1.0 - z * z) * self.inbox
-            dw = post[:, :, None] * self.layer.pre.z[:, None, :]
-        else:
-            beta = (1.0 - z * z)[:, :, None] * self.layer.pre.z[:, None, :]
-            self.e += self.dtype.type(self.trace_gain) * (beta - self.e)
-            if not self.pending:
-                return
-            dw = self.inbox[:, :, None] * self.e
+        dw = self.dw
+        if self.e is not None:
+            beta = self.xp.multiply((1.0 - z * z)[:, :, None], self.layer.pre.z[:, None, :], out=dw)
+            beta -= self.e
+            beta *= self.dtype.type(self.trace_gain)
+            self.e += beta
+        if not self.pending:
+            return
+        if self.enabled:
+            if self.e is None:
+                post = (1.0 - z * z) * self.inbox
+                self.xp.multiply(post[:, :, None], self.layer.pre.z[:, None, :], out=dw)
+            else:
+                self.xp.multiply(self.inbox[:, :, None], self.e, out=dw)
+            dw *= self.dtype.type(-self.eta(tick))
+            if self.velocity is not None:
+                self.velocity *= self.dtype.type(self.momentum)
+                self.velocity += dw
+                dw = self.velocity
+            self.layer.W += dw
         self.inbox[...] = 0.0
         self.pending = False
-        if not self.enabled:
-            return
-        dw *= self.dtype.type(-self.eta(tick))
-        if self.velocity is not None:
-            self.velocity *= self.dtype.type(self.momentum)
-            self.velocity += dw
-            dw = self.velocity
-        self.layer.W += dw
 
     def get_state(self) -> dict:
         return {"e": self.e, "velocity": self.velocity}
