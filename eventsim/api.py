@@ -66,7 +66,8 @@ def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="r
     runner = None
     progress = None
     try:
-        if scenario.spec.rule.name == "backprop":
+        rule = scenario.spec.rule
+        if rule.name == "backprop" or (rule.name == "phsic" and rule.mode == "static"):
             result = run_scenario(scenario, backend=backend)
         else:
             runner = Runner(scenario, backend=backend)
