@@ -40,9 +40,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "scenarios" / "mnist_hsic.yaml"
 
+ONE_EPOCH = {"phases": [{"name": "train", "epochs": 1, "learn": ["layers"]}],
+             "evaluate.every": 0}
 CASES = {
-    "analytic": {"dataset.params.subset": 0.004, "trials": 2},
-    "channels": {"dataset.params.subset": 0.004, "trials": 2, "rule.trace": "5 ms",
+    "analytic": {"dataset.params.subset": 0.004, "trials": 2, **ONE_EPOCH},
+    "channels": {"dataset.params.subset": 0.004, "trials": 2, "rule.trace": "5 ms", **ONE_EPOCH,
                  "modulator.channels": {"h1": {"delay": "2 ms", "jitter": "1 ms", "loss": 0.2}}},
     "reservoir": {"dataset.params.subset": 0.002, "trials": 2, "modulator.source": "reservoir",
                   "phases": [{"name": "pretrain", "duration": "100 ms", "learn": ["readouts"]},
