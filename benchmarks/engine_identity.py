@@ -86,22 +86,27 @@ out["metric_names"] = np.array([f"{r['phase']}|{r['epoch']}|{r['metric']}|{r['tr
                                 for r in result.metrics])
 for key, value in result.summary.items():
     out[f"summary/{key}"] = np.asarray(value)
+import eventsim
+out["package"] = np.array(eventsim.__file__)
 np.savez(sys.argv[3], **out)
 """
 
 
 def run_case(package_root: Path, overrides: dict, path: Path) -> None:
+    # cwd = the package root: ``python -c`` puts the cwd first on sys.path
     env = {**os.environ, "PYTHONPATH": str(package_root), "OPENBLAS_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", CHILD, str(SCENARIO), json.dumps(overrides), str(path)],
-                   env=env, check=True, cwd=REPO)
+                   env=env, check=True, cwd=package_root)
 
 
 def compare(a: Path, b: Path) -> list[str]:
     fa, fb = np.load(a), np.load(b)
+    if str(fa["package"]) == str(fb["package"]):
+        raise SystemExit(f"both runs imported the same package {fa['package']}")
     problems = []
     if sorted(fa.files) != sorted(fb.files):
         problems.append(f"different arrays: {sorted(set(fa.files) ^ set(fb.files))}")
-    for key in sorted(set(fa.files) & set(fb.files)):
+    for key in sorted(set(fa.files) & set(fb.files) - {"package"}):
         x, y = fa[key], fb[key]
         if x.shape != y.shape or x.dtype != y.dtype:
             problems.append(f"{key}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}")

@@ -107,6 +107,8 @@ for label in ("train", "eval"):
     sync()
     total = time.perf_counter() - t0
     out[label] = {"s_per_tick": total / ticks, "math_fraction": spent[0] / total}
+import eventsim
+out["package"] = eventsim.__file__
 print("RESULT " + json.dumps(out))
 """
 
@@ -120,15 +122,19 @@ def extract(ref: str, folder: Path) -> Path:
 
 
 def child(package_root: Path, mode: str, ticks: int, trials: int, backend: str) -> dict:
+    # cwd = the package root: ``python -c`` puts the cwd first on sys.path
     env = {**os.environ, "PYTHONPATH": str(package_root), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(SCENARIOS[mode]), str(ticks),
-                           str(trials), backend], env=env, cwd=REPO, capture_output=True,
-                          text=True)
+                           str(trials), backend], env=env, cwd=package_root,
+                          capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{mode} run failed:\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT "):])
+    if not Path(out["package"]).is_relative_to(package_root):
+        raise SystemExit(f"{package_root}: the child imported {out['package']}")
+    return out
 
 
 def report(name: str, r: dict) -> list[str]:
