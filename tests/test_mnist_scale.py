@@ -143,3 +143,20 @@ def test_static_driver_errors_name_the_field(kwargs, field):
     with pytest.raises(ConfigError) as err:
         run_phsic_static_scenario(_static(**kwargs), backend=get_backend())
     assert f": {field}:" in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_mem", [1, 2, 7, 32])
+def test_inlined_xi_kernel_is_bit_identical_to_the_kernel_functions(dtype, n_mem):
+    """The per-tick ξ inlines the Gaussian row kernel; it must equal the composition of
+    :func:`gaussian_kernel` (via ``_kernel_row0``) bit for bit."""
+    g = np.random.default_rng(n_mem)
+    z = np.tanh(g.normal(size=(3, n_mem, 64))).astype(dtype)
+    coef = g.normal(size=(3, n_mem)).astype(dtype)
+    sigma = 0.5 * 8.0
+    w = coef * hsic._kernel_row0(z, sigma)
+    wz = np.matmul(w[..., None, :], z)[..., 0, :]
+    want = (-2.0 / (sigma * sigma)) * (w.sum(axis=-1)[..., None] * z[..., 0, :] - wz)
+    got = hsic._contract_alpha(coef, z, sigma)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))

@@ -77,7 +77,14 @@ def _contract_alpha(coef, z_mem, sigma_z: float):
     ``w_q = coef_q k(z0, zq)``.
     """
     xp = array_module(z_mem)
-    w = coef.astype(z_mem.dtype, copy=False) * _kernel_row0(z_mem, sigma_z)
+    # k(z0, zq) with exactly the operations of gaussian_kernel (|z0|² + |zq|² − 2 z0·zq,
+    # clipped at 0, times −1/(2σ²), exp), inlined: this runs every tick for every layer
+    z0 = z_mem[..., :1, :]
+    sq = (z0 * z0).sum(axis=-1)[..., :, None] + (z_mem * z_mem).sum(axis=-1)[..., None, :]
+    sq -= 2.0 * xp.matmul(z0, xp.swapaxes(z_mem, -1, -2))
+    sq = xp.maximum(sq, 0.0, out=sq)
+    sq *= -0.5 / (sigma_z * sigma_z)
+    w = coef.astype(z_mem.dtype, copy=False) * xp.exp(sq, out=sq)[..., 0, :]
     wz = xp.matmul(w[..., None, :], z_mem)[..., 0, :]
     return (-2.0 / (sigma_z * sigma_z)) * (w.sum(axis=-1)[..., None] * z_mem[..., 0, :] - wz)
 
