@@ -109,7 +109,8 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
         rundir.write_meta(end_time=_now(), wall_time_s=wall, **ticks, **fields)
 
     try:
-        if scenario.spec.rule.name == "backprop":
+        rule = scenario.spec.rule
+        if rule.name == "backprop" or (rule.name == "phsic" and rule.mode == "static"):
             result = run_scenario(scenario, backend=backend)
         else:
             runner = Runner(scenario, backend=backend)

@@ -414,6 +414,10 @@ def run_scenario(sc: Scenario, *, backend: str | None = None, progress=None) -> 
         from .baselines.runner import run_backprop_scenario  # noqa: PLC0415
 
         return run_backprop_scenario(sc, backend=_backend(sc, backend))
+    if sc.spec.rule.name == "phsic" and sc.spec.rule.mode == "static":
+        from .baselines.phsic_static import run_phsic_static_scenario  # noqa: PLC0415
+
+        return run_phsic_static_scenario(sc, backend=_backend(sc, backend), progress=progress)
     if not sc.spec.phases:
         raise sc.error(("phases",), "the scenario has no phases",
                        "add e.g. phases: [{name: train, epochs: 50, learn: [layers]}]")

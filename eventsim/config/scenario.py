@@ -80,9 +80,30 @@ Trace = Annotated[float | str, BeforeValidator(_trace)]
 """Eligibility (plasticity/traces.py): a duration τ_e (exponential trace) or a window name."""
 
 
+class StaticPHSIC(Strict):
+    """PL's static trainer (``rule: phsic``, ``mode: static``; PL Eqs. 10–22, 59–62).
+
+    ``sigma`` is the absolute Gaussian bandwidth on the kernel input (PL's
+    convention, not a scale); ``online: true`` is the two-point rule on
+    consecutive samples (needs ``rule.batch: 2``); ``readout_lr`` is the
+    cross-entropy readout's rate (default: the layers' rate), scaled by the same
+    schedule; ``beta`` is the two-point rule's running-mean rate."""
+
+    sigma: NonNeg = 5.0
+    grouping: Literal["none", "grouped", "divisive"] = "none"
+    groups: PosInt = 32
+    delta: NonNeg = 1.0
+    power: NonNeg | None = None
+    activation: Literal["leaky_relu", "tanh"] = "leaky_relu"
+    online: bool = False
+    beta: Probability = 0.1
+    readout_lr: NonNeg | None = None
+
+
 class Rule(Strict):
     """The learning rule. ``hsic``: DL three-factor rule (``xi``: paper = DL Eq. 8,
-    exact = ξ*); ``phsic``: PL pHSIC rule; ``backprop``: the SGD baseline. ``trace``:
+    exact = ξ*); ``phsic``: PL pHSIC rule, on the engine or (``mode: static``) by
+    PL's static minibatch / two-point trainer; ``backprop``: the SGD baseline. ``trace``:
     the eligibility, a duration τ_e (exponential) or ``tick`` / ``sample`` (fixed window)."""
 
     name: Literal["hsic", "phsic", "backprop"] = "hsic"
@@ -95,6 +116,7 @@ class Rule(Strict):
     batch: PosInt = 32
     kernel: Literal["gaussian", "cosine"] = "gaussian"
     mode: Literal["engine", "static"] = "engine"
+    static: StaticPHSIC = StaticPHSIC()
 
 
 class ChannelOverride(Strict):

@@ -85,8 +85,17 @@ class Channel:
 
     def send(self, tick: int, message) -> None:
         """Send ``message`` (K, n) at ``tick``; schedules its deliveries."""
-        arrivals = self._arrivals(tick)
         self.sent.append(tick)
+        if not self.random:  # every trial gets it after exactly ``delay`` ticks
+            when = tick + self.delay
+            self.delivered.extend([when] * self.trials)
+            self.receiver.on_send(tick, 1)
+            if when not in self.in_flight:
+                self.in_flight[when] = []
+                self.schedule(self.delay, self._deliver_due)
+            self.in_flight[when].append((message, None, tick))
+            return
+        arrivals = self._arrivals(tick)
         self.delivered.extend(arrivals.tolist())
         whens = np.unique(arrivals[arrivals >= 0]).tolist()
         self.receiver.on_send(tick, len(whens))

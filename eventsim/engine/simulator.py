@@ -31,7 +31,8 @@ from ..config.network import LABELS, Network
 from ..config.yamlfile import dotted
 from ..errors import ConfigError, DivergenceError
 from ..plasticity import hsic
-from ..plasticity.memory import WorkingMemory
+from ..plasticity.kernels import dl_objective, gaussian_kernel, pl_objective
+from ..plasticity.memory import SampleMemory, WorkingMemory
 from ..plasticity.readout import ReadoutLearning
 from ..plasticity.traces import ThreeFactorSynapses
 from ..populations.input import InputPopulation
@@ -80,34 +81,81 @@ class _At(Event):
         env.schedule(self, priority, delay)
 
 
+def _in_order(steps):
+    """One callable ``f(tick)`` that runs ``steps`` in order."""
+    def run(tick: int) -> None:
+        for step in steps:
+            step(tick)
+    return run
+
+
+class SampleKernels:
+    """X and Y kernels of one :class:`SampleMemory`, computed once per sample.
+
+    Every layer with the same memory capacity sees the same inputs and labels,
+    so the kernel rows of ξ (per bandwidth pair and form) and the full kernel
+    matrices of the logged objectives are shared by all of them.
+    """
+
+    def __init__(self, samples: SampleMemory, xp) -> None:
+        self.samples = samples
+        self.xp = xp
+        self._version = -1
+        self._cache: dict = {}
+
+    def _get(self, key, compute):
+        if self._version != self.samples.version:
+            self._cache.clear()
+            self._version = self.samples.version
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def xy(self):
+        # The newest-first buffers are contiguous once full; the first N−1 samples
+        # use contiguous copies, so the batched arithmetic (matmul) stays
+        # bit-identical to K separate single-trial runs.
+        def compute():
+            x, y = self.samples.xy()
+            return self.xp.ascontiguousarray(x), self.xp.ascontiguousarray(y)
+        return self._get("xy", compute)
+
+    def rows(self, form: str, sigma_x: float, sigma_y: float):
+        """:func:`hsic.xy_kernel_rows` of the current memory."""
+        def compute():
+            x, y = self.xy()
+            return hsic.xy_kernel_rows(x, y, sigma_x=sigma_x, sigma_y=sigma_y, form=form)
+        return self._get(("rows", form, sigma_x, sigma_y), compute)
+
+    def gaussian(self, which: str, sigma: float):
+        """The full Gaussian kernel matrix of ``x`` or ``y`` over the memory, (K, N, N)."""
+        def compute():
+            a = self.xy()[0 if which == "x" else 1]
+            return gaussian_kernel(a, a, sigma)
+        return self._get((which, sigma), compute)
+
+
 class AnalyticXi:
     """The third factor computed from the working memory (DL Eq. 8, ξ*, or pHSIC)."""
 
-    def __init__(self, memory: WorkingMemory, rule: LayerRule) -> None:
+    def __init__(self, memory: WorkingMemory, rule: LayerRule, kernels: SampleKernels) -> None:
         self.memory = memory
         self.rule = rule
+        self.kernels = kernels
         self.coef = None
 
-    def _xy(self):
-        # Fancy indexing of the ring buffer gives a trial-strided layout when K > 1;
-        # contiguous copies make the batched arithmetic (matmul) bit-identical to
-        # K separate single-trial runs.
-        xp = self.memory.xp
-        x, y = self.memory.xy()
-        return xp.ascontiguousarray(x), xp.ascontiguousarray(y)
-
     def _z(self, phase: int):
-        return self.memory.xp.ascontiguousarray(self.memory.z_at(phase))
+        return self.kernels.xp.ascontiguousarray(self.memory.z_at(phase))
 
     def new_sample(self) -> None:
         """Recompute the per-sample coefficient row (the X and Y kernels)."""
         r = self.rule
-        x, y = self._xy()
         if r.form == "phsic":
-            self.coef = hsic.phsic_label_coefficients(y, gamma=r.gamma, sigma_y=r.sigma_y)
+            self.coef = hsic.phsic_coefficients_from_kernel(
+                self.kernels.gaussian("y", r.sigma_y), gamma=r.gamma)
         else:
-            self.coef = hsic.xi_coefficients(x, y, gamma=r.gamma, sigma_x=r.sigma_x,
-                                             sigma_y=r.sigma_y, form=r.form)
+            rows = self.kernels.rows(r.form, r.sigma_x, r.sigma_y)
+            self.coef = hsic.coefficients_from_rows(rows, gamma=r.gamma, form=r.form)
 
     def __call__(self, phase: int):
         z = self._z(phase)
@@ -116,13 +164,20 @@ class AnalyticXi:
         return hsic.xi_from_coefficients(self.coef, z, self.rule.sigma_z)
 
     def objectives(self, phase: int) -> dict:
-        """DL and PL objectives of the layer over the memory at ``phase``, each (K,)."""
+        """DL and PL objectives of the layer over the memory at ``phase``, each (K,).
+
+        ``HSIC(X,Z) − γ HSIC(Y,Z)`` (DL Eq. 2/3; zero while N < 2) and
+        ``pHSIC(Z,Z) − γ pHSIC(Y,Z)`` (PL Eq. 34).
+        """
         r = self.rule
-        x, y = self._xy()
         z = self._z(phase)
-        kw = {"gamma": r.gamma, "sigma_y": r.sigma_y, "sigma_z": r.sigma_z}
-        return {"objective_dl": hsic.objective_dl(x, y, z, sigma_x=r.sigma_x, **kw),
-                "objective_pl": hsic.objective_pl(y, z, **kw)}
+        ky = self.kernels.gaussian("y", r.sigma_y)
+        kz = gaussian_kernel(z, z, r.sigma_z)
+        if z.shape[-2] < 2:
+            dl = self.kernels.xp.zeros(z.shape[:-2], dtype=z.dtype)
+        else:
+            dl = dl_objective(self.kernels.gaussian("x", r.sigma_x), ky, kz, r.gamma)
+        return {"objective_dl": dl, "objective_pl": pl_objective(ky, kz, r.gamma)}
 
 
 class Probe:
@@ -214,6 +269,8 @@ class Simulator:
         self.objective_log: list[tuple[int, str, str, np.ndarray]] = []
         self.populations: dict = {}
         self.memories: dict[str, WorkingMemory] = {}
+        self.sample_memories: dict[int, tuple[SampleMemory, SampleKernels]] = {}
+        self._due: dict[int, list] = {}
         self.xi_sources: dict[str, AnalyticXi] = {}
         self.synapses: dict[str, ThreeFactorSynapses] = {}
         self.channels: dict[str, Channel] = {}
@@ -260,10 +317,14 @@ class Simulator:
                     tau_lpf_ticks=readout.tau_lpf_ms / self.dt_ms, backend=be)
         for layer, rule in self.rules.items():
             pop = self.populations[layer]
-            self.memories[layer] = WorkingMemory(rule.memory, self.sample_ticks, self.x_dim,
-                                                 self.label_dim, pop.size, backend=be,
-                                                 trials=self.trials)
-            self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule)
+            if rule.memory not in self.sample_memories:
+                samples = SampleMemory(rule.memory, self.x_dim, self.label_dim, backend=be,
+                                       trials=self.trials)
+                self.sample_memories[rule.memory] = (samples, SampleKernels(samples, be.xp))
+            samples, kernels = self.sample_memories[rule.memory]
+            self.memories[layer] = WorkingMemory(samples, self.sample_ticks, pop.size,
+                                                 backend=be, trials=self.trials)
+            self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule, kernels)
             self.synapses[layer] = ThreeFactorSynapses(pop, dt_ms=self.dt_ms,
                                                        tau_e_ms=rule.tau_e_ms,
                                                        window=rule.window,
@@ -300,9 +361,15 @@ class Simulator:
 
     # ------------------------------------------------------------- processes
     def _schedule_delivery(self, delay: int, callback) -> None:
-        when = self.env.now + delay
-        event = _At(self.env, delay, DELIVER * _SLOT)
-        event.callbacks.append(lambda _ev: callback(when))
+        """Call ``callback(tick)`` in the DELIVER slot ``delay`` ticks from now.
+
+        Callbacks due in the same tick run in the order they were scheduled.
+        """
+        self._due.setdefault(self.env.now + delay, []).append(callback)
+
+    def _deliver(self, tick: int) -> None:
+        for callback in self._due.pop(tick, ()):
+            callback(tick)
 
     def _every(self, fn, period: int, priority: int, first: int = 0):
         env = self.env
@@ -316,20 +383,23 @@ class Simulator:
         return env.process(proc())
 
     def _start_processes(self) -> None:
-        # samples start at multiples of sample_ticks, also when restarted mid-sample
+        """One SimPy process per slot; inside a slot the steps run in a fixed order.
+
+        Samples start at multiples of ``sample_ticks``, also when restarted mid-sample.
+        """
         self._every(self._present, self.sample_ticks, PRESENT * _SLOT,
                     first=-self.tick % self.sample_ticks)
-        for i, (name, pop) in enumerate(self.populations.items()):
+        steps = []
+        for name, pop in self.populations.items():
             if pop.kind == "layer":
-                self._every(lambda t, n=name: self._step_layer(n, t), 1, POPULATION * _SLOT + i)
+                steps.append(lambda t, n=name: self._step_layer(n, t))
             elif pop.kind == "reservoir":
-                self._every(lambda t, n=name: self._step_reservoir(n, t), 1,
-                            POPULATION * _SLOT + i)
-        for i, layer in enumerate(self.synapses):
-            self._every(self.synapses[layer].step, 1, PLASTICITY * _SLOT + i)
-        for j, res in enumerate(self.readouts):
-            self._every(lambda t, r=res: self._learn_readout(r, t), 1,
-                        PLASTICITY * _SLOT + len(self.synapses) + j)
+                steps.append(lambda t, n=name: self._step_reservoir(n, t))
+        learn = [syn.step for syn in self.synapses.values()]
+        learn += [lambda t, r=res: self._learn_readout(r, t) for res in self.readouts]
+        self._every(_in_order(steps), 1, POPULATION * _SLOT)
+        self._every(self._deliver, 1, DELIVER * _SLOT)
+        self._every(_in_order(learn), 1, PLASTICITY * _SLOT)
         self._every(self._probe, 1, PROBE * _SLOT)
 
     def phase_of(self, tick: int) -> int:
@@ -349,8 +419,10 @@ class Simulator:
         self.labels[...] = y_vec
         self.current_labels = labels
         self.samples_presented += 1
+        for samples, _ in self.sample_memories.values():
+            samples.push(x, y_vec)
         for layer, mem in self.memories.items():
-            mem.new_sample(x, y_vec)
+            mem.new_sample()
             self.xi_sources[layer].new_sample()
 
     def _xi(self, layer: str, tick: int):

@@ -77,7 +77,14 @@ def _contract_alpha(coef, z_mem, sigma_z: float):
     ``w_q = coef_q k(z0, zq)``.
     """
     xp = array_module(z_mem)
-    w = coef.astype(z_mem.dtype, copy=False) * _kernel_row0(z_mem, sigma_z)
+    # k(z0, zq) with exactly the operations of gaussian_kernel (|z0|² + |zq|² − 2 z0·zq,
+    # clipped at 0, times −1/(2σ²), exp), inlined: this runs every tick for every layer
+    z0 = z_mem[..., :1, :]
+    sq = (z0 * z0).sum(axis=-1)[..., :, None] + (z_mem * z_mem).sum(axis=-1)[..., None, :]
+    sq -= 2.0 * xp.matmul(z0, xp.swapaxes(z_mem, -1, -2))
+    sq = xp.maximum(sq, 0.0, out=sq)
+    sq *= -0.5 / (sigma_z * sigma_z)
+    w = coef.astype(z_mem.dtype, copy=False) * xp.exp(sq, out=sq)[..., 0, :]
     wz = xp.matmul(w[..., None, :], z_mem)[..., 0, :]
     return (-2.0 / (sigma_z * sigma_z)) * (w.sum(axis=-1)[..., None] * z_mem[..., 0, :] - wz)
 
@@ -87,6 +94,29 @@ def _zeros_xi(z_mem):
     return xp.zeros(z_mem.shape[:-2] + z_mem.shape[-1:], dtype=z_mem.dtype)
 
 
+def xy_kernel_rows(x_mem, y_mem, *, sigma_x: float, sigma_y: float, form: str = "paper"):
+    """The X and Y kernel rows that :func:`xi_coefficients` combines, each (K, N).
+
+    ``paper``: ``k(x0,xq)`` and ``k(y0,yq)``; ``exact``: row 0 of ``H K_X H`` and
+    of ``H K_Y H``. They do not depend on γ, so layers that share a memory share them.
+    """
+    if form == "paper":
+        return _kernel_row0(x_mem, sigma_x), _kernel_row0(y_mem, sigma_y)
+    if form == "exact":
+        return (centre(gaussian_kernel(x_mem, x_mem, sigma_x))[..., 0, :],
+                centre(gaussian_kernel(y_mem, y_mem, sigma_y))[..., 0, :])
+    raise ValueError(f"unknown xi form {form!r}; expected one of {XI_FORMS}")
+
+
+def coefficients_from_rows(rows, *, gamma: float, form: str = "paper"):
+    """Coefficient row ``c_q`` (K, N) from :func:`xy_kernel_rows` (see :func:`xi_coefficients`)."""
+    kx, ky = rows
+    c = kx - gamma * ky
+    if form == "paper":
+        return c - c.mean(axis=-1, keepdims=True)
+    return c
+
+
 def xi_coefficients(x_mem, y_mem, *, gamma: float, sigma_x: float, sigma_y: float,
                     form: str = "paper"):
     """Coefficient row ``c_q`` of the DL third factor, shape (K, N); once per sample.
@@ -94,16 +124,8 @@ def xi_coefficients(x_mem, y_mem, *, gamma: float, sigma_x: float, sigma_y: floa
     ``paper`` (DL Eq. 8): ``c_q = k̄(x0,xq) − γ k̄(y0,yq)``, row-centred, O(N·D).
     ``exact``: ``c_q = (H K_X H)_0q − γ (H K_Y H)_0q``, doubly centred (DL Eq. 2).
     """
-    if form == "paper":
-        kx = _kernel_row0(x_mem, sigma_x)
-        ky = _kernel_row0(y_mem, sigma_y)
-        c = kx - gamma * ky
-        return c - c.mean(axis=-1, keepdims=True)
-    if form == "exact":
-        kx = centre(gaussian_kernel(x_mem, x_mem, sigma_x))[..., 0, :]
-        ky = centre(gaussian_kernel(y_mem, y_mem, sigma_y))[..., 0, :]
-        return kx - gamma * ky
-    raise ValueError(f"unknown xi form {form!r}; expected one of {XI_FORMS}")
+    rows = xy_kernel_rows(x_mem, y_mem, sigma_x=sigma_x, sigma_y=sigma_y, form=form)
+    return coefficients_from_rows(rows, gamma=gamma, form=form)
 
 
 def xi_from_coefficients(coef, z_mem, sigma_z: float):
@@ -130,7 +152,11 @@ def phsic_label_coefficients(y_mem, *, gamma: float, sigma_y: float):
     From ``∂[−γ pHSIC(Y,Z)]/∂z0`` (PL Eq. 34); it depends only on the labels, so
     compute it once per sample.
     """
-    ky = gaussian_kernel(y_mem, y_mem, sigma_y)
+    return phsic_coefficients_from_kernel(gaussian_kernel(y_mem, y_mem, sigma_y), gamma=gamma)
+
+
+def phsic_coefficients_from_kernel(ky, *, gamma: float):
+    """:func:`phsic_label_coefficients` from the label kernel matrix ``K_Y`` (K, N, N)."""
     return -gamma * (ky[..., 0, :] - ky.mean(axis=(-2, -1))[..., None])
 
 

@@ -1,61 +1,92 @@
 """Working memory of the DL rule (SCIENCE.md §2): the last N samples, phase-aligned.
 
 Index 0 is the current sample; indices 1..N−1 are the previous samples. For
-every sample the buffer keeps its input ``x``, its label vector ``y`` and the
-layer output ``z`` at every tick (phase) of its presentation, so the entries
-used at phase φ of the current sample are the past samples *at the same phase*
-φ. Until N samples have been seen only the filled entries are used.
+every sample the memory keeps its input ``x``, its label vector ``y`` and each
+learning layer's output ``z`` at every tick (phase) of its presentation, so the
+entries used at phase φ of the current sample are the past samples *at the same
+phase* φ. Until N samples have been seen only the filled entries are used.
+
+Layout (for speed; the order of entries is the rule's order). The buffers are
+kept newest first, so the rule reads contiguous views and never gathers:
+``x (K, N, Dx)``, ``y (K, N, Dy)`` and ``z (T, K, N, n)``. A new sample shifts
+every entry one place towards the old end (the oldest falls off) once per
+sample, which costs less than one gather per tick. ``x`` and ``y`` are the same
+for every layer, so all layers with the same capacity share one
+:class:`SampleMemory`.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from ..backend import array_module
 
 
-class WorkingMemory:
-    """Ring buffer of x (K, N, Dx), y (K, N, Dy) and z (K, N, T, n)."""
+class SampleMemory:
+    """Inputs ``x (K, N, Dx)`` and label vectors ``y (K, N, Dy)`` of the last N samples."""
 
-    def __init__(self, capacity: int, sample_ticks: int, x_dim: int, y_dim: int, z_dim: int,
-                 *, backend, trials: int) -> None:
+    def __init__(self, capacity: int, x_dim: int, y_dim: int, *, backend, trials: int) -> None:
         self.capacity = capacity
-        self.xp = backend.xp
         self.x = backend.zeros((trials, capacity, x_dim))
         self.y = backend.zeros((trials, capacity, y_dim))
-        self.z = backend.zeros((trials, capacity, sample_ticks, z_dim))
-        self.slot = -1
         self.count = 0
-        self.order = None
-        """Slots from newest (the current sample) to oldest, on the backend device."""
+        self.version = 0
+        """Counts samples pushed; kernels of the filled entries may be cached per version."""
 
-    def new_sample(self, x, y) -> None:
-        """Start a new sample: it takes the oldest slot and becomes index 0."""
-        self.slot = (self.slot + 1) % self.capacity
+    def push(self, x, y) -> None:
+        """A new sample becomes entry 0; the others move one place back."""
+        self.x[:, 1:] = self.x[:, :-1]
+        self.y[:, 1:] = self.y[:, :-1]
+        self.x[:, 0] = x
+        self.y[:, 0] = y
         self.count = min(self.count + 1, self.capacity)
-        self.x[:, self.slot] = x
-        self.y[:, self.slot] = y
-        host = (self.slot - np.arange(self.count)) % self.capacity
-        self.order = self.xp.asarray(host)
-
-    def write_z(self, phase: int, z) -> None:
-        """Store the layer output of the current sample at ``phase``."""
-        self.z[:, self.slot, phase] = z
+        self.version += 1
 
     def xy(self):
         """(x, y) of the filled entries, newest first: (K, n_filled, D)."""
-        return self.x[:, self.order], self.y[:, self.order]
-
-    def z_at(self, phase: int):
-        """z of the filled entries at ``phase``, newest first: (K, n_filled, n)."""
-        return self.z[:, self.order, phase]
+        return self.x[:, :self.count], self.y[:, :self.count]
 
     def get_state(self) -> dict:
-        return {"x": self.x, "y": self.y, "z": self.z, "slot": self.slot, "count": self.count}
+        return {"x": self.x, "y": self.y, "count": self.count}
 
     def set_state(self, state: dict) -> None:
-        self.x[...] = self.xp.asarray(state["x"])
-        self.y[...] = self.xp.asarray(state["y"])
-        self.z[...] = self.xp.asarray(state["z"])
-        self.slot = int(state["slot"])
+        xp = array_module(self.x)
+        self.x[...] = xp.asarray(state["x"])
+        self.y[...] = xp.asarray(state["y"])
         self.count = int(state["count"])
-        host = (self.slot - np.arange(self.count)) % self.capacity
-        self.order = self.xp.asarray(host)
+        self.version += 1
+
+
+class WorkingMemory:
+    """One layer's memory: the shared :class:`SampleMemory` plus its outputs ``z (T, K, N, n)``."""
+
+    def __init__(self, samples: SampleMemory, sample_ticks: int, z_dim: int, *, backend,
+                 trials: int) -> None:
+        self.samples = samples
+        self.capacity = samples.capacity
+        self.z = backend.zeros((sample_ticks, trials, samples.capacity, z_dim))
+
+    @property
+    def count(self) -> int:
+        return self.samples.count
+
+    def new_sample(self) -> None:
+        """Make room for the current sample's outputs (call after ``samples.push``)."""
+        self.z[:, :, 1:] = self.z[:, :, :-1]
+
+    def write_z(self, phase: int, z) -> None:
+        """Store the layer output of the current sample at ``phase``."""
+        self.z[phase, :, 0] = z
+
+    def xy(self):
+        """(x, y) of the filled entries, newest first: (K, n_filled, D)."""
+        return self.samples.xy()
+
+    def z_at(self, phase: int):
+        """z of the filled entries at ``phase``, newest first: (K, n_filled, n), a view."""
+        return self.z[phase, :, :self.samples.count]
+
+    def get_state(self) -> dict:
+        return {**self.samples.get_state(), "z": self.z}
+
+    def set_state(self, state: dict) -> None:
+        self.samples.set_state(state)
+        self.z[...] = array_module(self.z).asarray(state["z"])

@@ -52,6 +52,7 @@ class ThreeFactorSynapses:
             raise ValueError(f"unknown eligibility window {window!r}")
         self.layer = layer
         self.dtype = backend.dtype
+        self.xp = backend.xp
         k, n, m = layer.W.shape
         self.window = window
         self.momentum = momentum
@@ -61,6 +62,8 @@ class ThreeFactorSynapses:
                                           else 1.0)
         self.e = backend.zeros((k, n, m)) if exponential else None
         self.inbox = backend.zeros((k, n))
+        self.dw = backend.zeros((k, n, m))
+        """Work buffer of ΔW (the step allocates nothing of the weights' size)."""
         self.pending = False
         # fixed windows: deliveries of this tick, deliveries still due per send tick,
         # the eligibility copy per send tick, and the running sum of the current sample
@@ -118,15 +121,19 @@ class ThreeFactorSynapses:
             self._apply(dw, tick)
 
     def _step_trace(self):
-        if self.e is not None:
-            beta = local_beta(self.layer.z, self.layer.pre.z)
-            self.e += self.trace_gain * (beta - self.e)
+        xp, dw = self.xp, self.dw  # dw: a preallocated (K, n, m) buffer
+        if self.e is not None:  # e += gain (β − e), in place
+            xp.multiply(self._post()[:, :, None], self.layer.pre.z[:, None, :], out=dw)
+            dw -= self.e
+            dw *= self.trace_gain
+            self.e += dw
         if not self.pending:
             return None
         if self.e is None:  # e = β = (1 − z²) zpreᵀ, factored
-            dw = (self._post() * self.inbox)[:, :, None] * self.layer.pre.z[:, None, :]
+            xp.multiply((self._post() * self.inbox)[:, :, None], self.layer.pre.z[:, None, :],
+                        out=dw)
         else:
-            dw = self.inbox[:, :, None] * self.e
+            xp.multiply(self.inbox[:, :, None], self.e, out=dw)
         self.inbox[...] = 0.0
         self.pending = False
         return dw

@@ -44,15 +44,19 @@ class Layer:
         self.W = init_weights(init_spec, (spec.size, pre.size), seeds, name, backend)
         self.u = backend.zeros((trials, spec.size))
         self.z = backend.zeros((trials, spec.size))
+        self.drive = backend.zeros((trials, spec.size))
         self.leak = backend.dtype.type(dt_ms / spec.tau)
         self.noise = UniformNoise(RandomStreams(seeds, f"{name}/noise"), (spec.size,),
                                   spec.noise, backend)
 
     def step(self) -> None:
-        """One Euler step of DL Eq. 6 (in place)."""
+        """One Euler step of DL Eq. 6 (in place, into preallocated buffers)."""
         xp = self.xp
-        drive = xp.matmul(self.W, self.pre.z[..., None])[..., 0]
-        self.u += self.leak * (drive - self.u)
+        drive = self.drive
+        xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
+        drive -= self.u
+        drive *= self.leak
+        self.u += drive
         xp.tanh(self.u, out=self.z)
         self.z += self.noise.next()
 

@@ -1,0 +1,162 @@
+"""MNIST-scale pieces: the newest-first working memory, the shared sample kernels, and the
+static pHSIC scenario driver (rule: phsic, mode: static).
+
+The engine's speed work is checked for bit-identity against the code before it by
+``benchmarks/engine_identity.py``; here the memory layout is checked against the
+definition (SCIENCE.md §2: index 0 is now, then the previous samples at the same phase).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eventsim.backend import RandomStreams, get_backend
+from eventsim.baselines.phsic_static import accuracy, run_phsic_static_scenario
+from eventsim.config.network import parse_network
+from eventsim.config.scenario import parse_scenario
+from eventsim.engine.simulator import LayerRule, Simulator
+from eventsim.errors import ConfigError
+from eventsim.feed import SampleFeed
+from eventsim.plasticity import hsic
+from eventsim.plasticity.phsic import PHSICNet
+from eventsim.runner import eta_for_epoch, load_scenario_dataset, run_scenario
+
+F64 = get_backend("numpy", "float64")
+
+TWO_LAYERS = """
+name: two
+populations:
+  x: {kind: input, size: 3}
+  h1: {kind: layer, size: 4}
+  h2: {kind: layer, size: 2}
+projections:
+  - {from: x, to: h1}
+  - {from: h1, to: h2}
+"""
+
+
+def _two_layer_sim(capacity=3, sample=4, samples=9, seed=5):
+    rule = LayerRule(gamma=3.0, memory=capacity, sigma_x=0.7, sigma_y=0.9, sigma_z=0.8)
+    sim = Simulator(parse_network(TWO_LAYERS), seeds=[seed, seed + 1], backend=F64,
+                    sample_ticks=sample, label_dim=1, rules={"h1": rule, "h2": rule})
+    g = np.random.default_rng(seed)
+    x = g.uniform(0, 1, (2, samples, 3))
+    y = g.integers(0, 2, (2, samples))
+    sim.set_feed(SampleFeed(x, y, 2, F64))
+    sim.set_learning(layers=True, readouts=False)
+    sim.set_eta(0.2)
+    return sim, x, y
+
+
+def test_working_memory_is_the_last_n_samples_at_the_same_phase():
+    capacity, sample, samples = 3, 4, 7
+    sim, x, y = _two_layer_sim(capacity, sample, samples + 2)
+    probe = sim.probe("h2.z")
+    sim.run(samples * sample - 1)  # stop at the last phase of sample `samples - 1`
+    ticks, z = probe.data()
+    mem = sim.memories["h2"]
+    current = samples - 1
+    for phase in range(sample - 1):
+        want = [z[(current - q) * sample + phase] for q in range(capacity)]  # newest first
+        np.testing.assert_array_equal(mem.z_at(phase), np.stack(want, axis=1))
+    x_mem, y_mem = mem.xy()
+    np.testing.assert_array_equal(x_mem, x[:, current - np.arange(capacity)])
+    np.testing.assert_array_equal(y_mem[..., 0], y[:, current - np.arange(capacity)])
+    assert sim.memories["h1"].samples is mem.samples  # one x/y store for both layers
+
+
+def test_memory_fills_up_and_xi_uses_only_filled_entries():
+    sim, x, y = _two_layer_sim(capacity=4, sample=3, samples=4)
+    sim.run(2 * 3)  # two samples seen: two entries
+    mem = sim.memories["h1"]
+    assert mem.count == 2 and mem.z_at(0).shape == (2, 2, 4)
+    rule = sim.rules["h1"]
+    x_mem, y_mem = mem.xy()
+    want = hsic.xi(x_mem, y_mem, mem.z_at(2), gamma=rule.gamma, sigma_x=rule.sigma_x,
+                   sigma_y=rule.sigma_y, sigma_z=rule.sigma_z)
+    np.testing.assert_allclose(sim._xi("h1", sim.tick - 1), want, rtol=1e-12)
+
+
+# ------------------------------------------------------------ static pHSIC driver
+STATIC = """
+name: static-test
+network:
+  name: small
+  populations:
+    x: {{kind: input, size: 2}}
+    h: {{kind: layer, size: 8}}
+    out: {{kind: layer, size: {out}}}
+  projections:
+    - {{from: x, to: h}}
+    - {{from: h, to: out}}
+seed: 3
+trials: 2
+dataset: {{name: tanh_boundary, seed: 1, params: {{samples: 64, test_samples: 50}}}}
+rule:
+  name: phsic
+  mode: static
+  gamma: {gamma}
+  batch: {batch}
+  lr: {{eta: 0.5, momentum: 0.9, schedule: {{2: 0.1}}}}
+  static: {{sigma: 1.0, online: {online}, readout_lr: 0.2, activation: tanh}}
+phases:
+  - {{name: train, epochs: 3}}
+"""
+
+
+def _static(out=2, gamma=2, batch=16, online="false"):
+    return parse_scenario(STATIC.format(out=out, gamma=gamma, batch=batch, online=online))
+
+
+def test_static_driver_equals_the_trainer_driven_by_hand():
+    sc = _static()
+    result = run_scenario(sc)
+    ds = load_scenario_dataset(sc)
+    be = get_backend()
+    net = PHSICNet([2, 8], sc.seeds, 2, sigma=1.0, gamma=2.0, activation="tanh", backend=be)
+    rng = RandomStreams(sc.seeds, "phsic/shuffle")
+    for epoch in range(3):
+        eta = eta_for_epoch(sc.spec.rule.lr, epoch)
+        net.train_epoch(ds.x_train, ds.y_train, lr=eta, momentum=0.9, batch_size=16, rng=rng,
+                        lr_readout=0.2 * eta / 0.5)
+    np.testing.assert_array_equal(result.summary["test_accuracy"],
+                                  accuracy(net, ds.x_test, ds.y_test))
+    rows = [r for r in result.metrics if r["metric"] == "objective_pl/h"]
+    assert [r["epoch"] for r in rows] == [1, 1, 2, 2, 3, 3]
+    assert result.summary["test_accuracy"].shape == (2,)
+
+
+def test_static_online_two_point_rule_runs():
+    result = run_scenario(_static(batch=2, online="true"))
+    values = [r["value"] for r in result.metrics]
+    assert values and np.isfinite(values).all()
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"batch": 4, "online": "true"}, "rule.batch"),
+    ({"batch": 1}, "rule.batch"),
+    ({"out": 3}, "network"),
+    ({"gamma": "{h: 1, out: 2}"}, "rule.gamma"),
+])
+def test_static_driver_errors_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError) as err:
+        run_phsic_static_scenario(_static(**kwargs), backend=get_backend())
+    assert f": {field}:" in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_mem", [1, 2, 7, 32])
+def test_inlined_xi_kernel_is_bit_identical_to_the_kernel_functions(dtype, n_mem):
+    """The per-tick ξ inlines the Gaussian row kernel; it must equal the composition of
+    :func:`gaussian_kernel` (via ``_kernel_row0``) bit for bit."""
+    g = np.random.default_rng(n_mem)
+    z = np.tanh(g.normal(size=(3, n_mem, 64))).astype(dtype)
+    coef = g.normal(size=(3, n_mem)).astype(dtype)
+    sigma = 0.5 * 8.0
+    w = coef * hsic._kernel_row0(z, sigma)
+    wz = np.matmul(w[..., None, :], z)[..., 0, :]
+    want = (-2.0 / (sigma * sigma)) * (w.sum(axis=-1)[..., None] * z[..., 0, :] - wz)
+    got = hsic._contract_alpha(coef, z, sigma)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
