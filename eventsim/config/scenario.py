@@ -89,9 +89,14 @@ class Modulator(Strict):
 
 
 class ReadoutSpec(Strict):
+    """Reservoir readout learning (DL Eq. 10/13): ``eta0``, its ``decay`` τ_decay and the
+    filters' ``lpf`` τ_lpf; ``window``: the readout is scored against the true ξ over the
+    first and the last ``window`` of every phase."""
+
     eta0: NonNeg = 1e-4
     decay: Duration = 20_000.0
     lpf: Duration = 5.0
+    window: Duration = 5_000.0
 
 
 class Phase(Strict):
@@ -266,6 +271,7 @@ def _check_ticks(sc: Scenario) -> None:
                             f"use a positive multiple of {dt:.12g} ms")
 
     whole(sc.doc, ("timing", "sample"), spec.timing.sample, minimum=1)
+    whole(sc.doc, ("readout", "window"), spec.readout.window)
     for i, phase in enumerate(spec.phases):
         if phase.duration is not None:
             whole(sc.doc, ("phases", i, "duration"), phase.duration)
