@@ -159,12 +159,13 @@ network:
   populations:
     x:   {{kind: input, size: 6}}
     z:   {{kind: layer, size: 3, clamp: z}}
-    mem: {{kind: reservoir, size: 30, chaos: 1.2, noise: {{hidden: 1.0e-3, readout: 1.0e-2}}}}
+    mem: {{kind: reservoir, size: 30, chaos: 1.2,
+           noise: {{hidden: 1.0e-3, readout: 1.0e-2}}{extra}}}
   projections:
     - {{from: mem, to: z, kind: modulatory}}
-seed: 1
+seed: {seed}
 trials: {trials}
-dataset: {{name: reservoir_test, params: {{samples: 7, x_dim: 6, z_dim: 3}}}}
+dataset: {{name: reservoir_test, seed: {seed}, params: {{samples: 7, x_dim: 6, z_dim: 3}}}}
 timing: {{dt: 1 ms, sample: 5 ms}}
 rule: {{name: hsic, gamma: 2, memory: 4}}
 modulator: {{source: reservoir}}
@@ -175,9 +176,14 @@ phases:
 """
 
 
-def _reservoir_test_runner(trials=2):
-    runner = Runner(parse_scenario(RESERVOIR_TEST.format(trials=trials)))
-    probes = {t: runner.sim.probe(t) for t in ("z.z", "x.z", "mem.readout", "mem.W_o", "z.xi")}
+def _reservoir_test_text(trials=2, seed=0, extra=""):
+    return RESERVOIR_TEST.format(trials=trials, seed=seed, extra=extra)
+
+
+def _reservoir_test_runner(trials=2, seed=0, extra=""):
+    runner = Runner(parse_scenario(_reservoir_test_text(trials, seed, extra)))
+    probes = {t: runner.sim.probe(t) for t in ("z.z", "x.z", "mem.readout", "mem.W_o", "z.xi",
+                                               "mem.r")}
     return runner, probes
 
 
@@ -195,12 +201,17 @@ def test_clamped_layer_holds_the_data_signal_and_the_readout_learns_its_xi():
     _, W_o = probes["mem.W_o"].data()
     assert np.abs(W_o[299]).max() > 0
     np.testing.assert_array_equal(W_o[300:], np.broadcast_to(W_o[299], W_o[300:].shape))
+    _, rates = probes["mem.r"].data()
+    _, readout = probes["mem.readout"].data()
+    np.testing.assert_allclose(readout[300:], np.einsum("kon,tkn->tko", W_o[299], rates[300:]),
+                               rtol=1e-5, atol=1e-7)
+    assert np.abs(readout[:300] - np.einsum("tkon,tkn->tko", np.concatenate(
+        [np.zeros_like(W_o[:1]), W_o[:299]]), rates[:300])).max() > 1e-3  # ζ_o in training
     # the scores: two phases x (start, end), per trial, equal to the formula on the traces
     rows = result.summary["xi_scores"]
     assert [(r["phase"], r["window"], r["start_tick"], r["end_tick"]) for r in rows] == [
         ("train", "start", 0, 40), ("train", "end", 260, 300),
         ("test", "start", 300, 340), ("test", "end", 360, 400)]
-    _, readout = probes["mem.readout"].data()
     _, xi = probes["z.xi"].data()
     for row in rows:
         s = slice(row["start_tick"], row["end_tick"])
@@ -227,12 +238,34 @@ projections:
   - {from: x, to: z}
 """, "bad.yaml")
     assert str(info.value).startswith("bad.yaml:7: projections[0]")
-    text = RESERVOIR_TEST.format(trials=1).replace("clamp: z", "clamp: q")
+    text = _reservoir_test_text(1).replace("clamp: z", "clamp: q")
     with pytest.raises(ConfigError, match=r"has no signal 'q'.*hint: signals: z"):
         Runner(parse_scenario(text, "rt.yaml"))
-    text = RESERVOIR_TEST.format(trials=1).replace("size: 3, clamp", "size: 4, clamp")
+    text = _reservoir_test_text(1).replace("size: 3, clamp", "size: 4, clamp")
     with pytest.raises(ConfigError, match=r"rt.yaml:7: network.populations.z.clamp: size "):
         Runner(parse_scenario(text, "rt.yaml"))
+
+
+@pytest.mark.parametrize("extra", ["", ", seed: 5"])
+def test_reservoir_test_batched_trials_equal_single_runs(extra):
+    """Per-trial and trial-shared reservoir matrices: trial k of a batch = the run with seed s + k
+    (states, readout scores and metric rows bit for bit)."""
+    seed, trials = 3, 3
+    rb, _ = _reservoir_test_runner(trials, seed, extra)
+    res_b = rb.run()
+    for k in range(trials):
+        rs, _ = _reservoir_test_runner(1, seed + k, extra)
+        res_s = rs.run()
+        for var, arr in rs.sim.populations["mem"].state().items():
+            np.testing.assert_array_equal(rb.sim.populations["mem"].state()[var][k], arr[0],
+                                          err_msg=f"trial {k} {var}")
+        rows_b = [(m["phase"], m["tick"], m["metric"], m["value"]) for m in res_b.metrics
+                  if m["trial"] == k]
+        assert rows_b == [(m["phase"], m["tick"], m["metric"], m["value"])
+                          for m in res_s.metrics]
+    shared = bool(extra)
+    assert np.array_equal(rb.sim.populations["mem"].M[0], rs.sim.populations["mem"].M[0]) \
+        == shared
 
 
 # ============================================================== scores
