@@ -233,7 +233,7 @@ class Runner:
 
     def run(self) -> RunResult:
         start = time.time()
-        train_feed = self._feed("train", shuffle=True)
+        train_feed = self._feed("train", shuffle=self.sc.spec.dataset.order == "shuffled")
         window = _ticks(self.sc, self.sc.spec.readout.window, ("readout", "window"),
                         self.sim.dt_ms)
         epoch_ticks = self.samples * self.sim.sample_ticks

@@ -268,6 +268,16 @@ def test_reservoir_test_batched_trials_equal_single_runs(extra):
         == shared
 
 
+def test_fixed_order_presents_the_stored_samples_on_every_pass():
+    text = _reservoir_test_text(2).replace("z_dim: 3}}", "z_dim: 3}, order: fixed}")
+    runner = Runner(parse_scenario(text))
+    probe = runner.sim.probe("x.z", every=5)
+    runner.run()
+    data = reservoir_test(2, 0, samples=7, x_dim=6, z_dim=3)
+    ticks, x = probe.data()
+    np.testing.assert_array_equal(x, data.x[:, np.arange(len(ticks)) % 7].swapaxes(0, 1))
+
+
 # ============================================================== scores
 def test_score_is_pearson_correlation_and_normalised_mse():
     rng = np.random.default_rng(0)

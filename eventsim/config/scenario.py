@@ -27,11 +27,14 @@ RULES = ("hsic", "phsic", "backprop")
 
 class DatasetSpec(Strict):
     """``name`` of a registered dataset, its ``seed`` (trial k uses seed + k) and the
-    factory's own parameters under ``params``."""
+    factory's own parameters under ``params``. ``order``: the training samples are
+    shown in a fresh per-trial random order on every pass (``shuffled``) or in their
+    stored order on every pass (``fixed``, as in the DL reservoir test)."""
 
     name: str
     seed: int = 0
     params: dict[str, Any] = {}
+    order: Literal["shuffled", "fixed"] = "shuffled"
 
 
 class Timing(Strict):
