@@ -233,7 +233,7 @@ class Runner:
 
     def run(self) -> RunResult:
         start = time.time()
-        train_feed = self._feed("train", shuffle=self.sc.spec.dataset.order == "shuffled")
+        feeds = {}  # one training feed per order; a phase continues its order's pass
         window = _ticks(self.sc, self.sc.spec.readout.window, ("readout", "window"),
                         self.sim.dt_ms)
         epoch_ticks = self.samples * self.sim.sample_ticks
@@ -248,6 +248,9 @@ class Runner:
                                   explore=phase.explore, layer_decay_ms=lr.decay,
                                   t_on=phase_start)
             self.sim.reservoir_drives_layers = learn_layers
+            if phase.order not in feeds:
+                feeds[phase.order] = self._feed("train", shuffle=phase.order == "shuffled")
+            train_feed = feeds[phase.order]
             self.sim.set_feed(train_feed)
             if phase.epochs is not None:
                 self._track(phase.name, "start", phase_start,

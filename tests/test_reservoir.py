@@ -269,7 +269,10 @@ def test_reservoir_test_batched_trials_equal_single_runs(extra):
 
 
 def test_fixed_order_presents_the_stored_samples_on_every_pass():
-    text = _reservoir_test_text(2).replace("z_dim: 3}}", "z_dim: 3}, order: fixed}")
+    """Both phases in stored order: one pass continues across the phase boundary."""
+    text = _reservoir_test_text(2)
+    text = (text.replace("learn: [readouts]}", "learn: [readouts], order: fixed}")
+            .replace("explore: false}", "explore: false, order: fixed}"))
     runner = Runner(parse_scenario(text))
     probe = runner.sim.probe("x.z", every=5)
     runner.run()

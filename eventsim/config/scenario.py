@@ -27,14 +27,11 @@ RULES = ("hsic", "phsic", "backprop")
 
 class DatasetSpec(Strict):
     """``name`` of a registered dataset, its ``seed`` (trial k uses seed + k) and the
-    factory's own parameters under ``params``. ``order``: the training samples are
-    shown in a fresh per-trial random order on every pass (``shuffled``) or in their
-    stored order on every pass (``fixed``, as in the DL reservoir test)."""
+    factory's own parameters under ``params``."""
 
     name: str
     seed: int = 0
     params: dict[str, Any] = {}
-    order: Literal["shuffled", "fixed"] = "shuffled"
 
 
 class Timing(Strict):
@@ -104,13 +101,18 @@ class ReadoutSpec(Strict):
 
 class Phase(Strict):
     """A stretch of the run. Give ``epochs`` (passes over the training set) or a
-    ``duration``. ``learn`` lists what learns: ``layers`` and/or ``readouts``."""
+    ``duration``. ``learn`` lists what learns: ``layers`` and/or ``readouts``;
+    ``explore``: the readout exploration noise ζ_o is on; ``order``: the training
+    samples come in a fresh per-trial random order on every pass (``shuffled``) or
+    in their stored order on every pass (``fixed``, as in the authors' warm-up,
+    pre-training and reservoir test)."""
 
     name: str
     epochs: PosInt | None = None
     duration: Duration | None = None
     learn: list[Literal["layers", "readouts"]] = []
     explore: bool = True
+    order: Literal["shuffled", "fixed"] = "shuffled"
 
     @model_validator(mode="after")
     def _one_length(self):
