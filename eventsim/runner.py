@@ -6,7 +6,8 @@ it. Evaluation (``evaluate.every`` epochs and at the end) presents the training
 set and then the test set with all learning off, records the last layer's mean
 rate over each sample window, fits the linear readout on the training windows
 and scores it on the test windows. The working memory is saved before and
-restored after an evaluation, so evaluation samples never enter learning.
+restored after an evaluation and the reservoirs pause during it, so evaluation
+samples never enter learning.
 
 Signal data (the reservoir test of DL §6.1) has no classes: it is presented
 like a training set (a clamped layer holds its named signal) and there is no
@@ -318,6 +319,7 @@ class Runner:
         sim = self.sim
         saved = {name: copy.deepcopy(mem.get_state()) for name, mem in sim.memories.items()}
         sim.set_learning(layers=False, readouts=False, explore=False)
+        sim.reservoirs_run = False
         window = sim.window(self.out_layer)
         window.enabled = True
         feats = {}
@@ -327,6 +329,7 @@ class Runner:
             self._advance(n * sim.sample_ticks)
             feats[split] = window.take()
         window.enabled = False
+        sim.reservoirs_run = True
         for name, mem in sim.memories.items():
             mem.set_state(saved[name])
         be = self.backend

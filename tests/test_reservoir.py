@@ -11,6 +11,7 @@ numbers re-derived from the documented streams
 from __future__ import annotations
 
 import math
+import textwrap
 import zlib
 from pathlib import Path
 
@@ -346,3 +347,28 @@ def test_layers_learn_from_the_reservoir_readout_over_the_channel():
     W = np.array(layer.W)
     sim.run(60)
     np.testing.assert_array_equal(layer.W, W)
+
+
+def test_evaluation_leaves_the_reservoirs_untouched():
+    text = f"""name: eval
+network:
+{textwrap.indent(CLOSED_LOOP.strip().replace("size: 3", "size: 2"), "  ")}
+trials: 2
+dataset: {{name: tanh_boundary, params: {{samples: 6, test_samples: 5}}}}
+timing: {{dt: 1 ms, sample: 4 ms}}
+rule: {{name: hsic, gamma: 2, memory: 3}}
+modulator: {{source: reservoir}}
+phases:
+  - {{name: pre, epochs: 1, learn: [readouts]}}
+"""
+    runner = Runner(parse_scenario(text))
+    runner.run()
+    res = runner.sim.populations["m"]
+    before = {k: np.array(v) for k, v in res.state().items()}
+    noise = res.hidden_noise.get_state()
+    tick = runner.sim.tick
+    runner.evaluate("again")
+    assert runner.sim.tick == tick + (6 + 5) * 4
+    for key, value in res.state().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+    assert res.hidden_noise.get_state()["pos"] == noise["pos"]

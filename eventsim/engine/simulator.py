@@ -391,6 +391,8 @@ class Simulator:
                 self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
 
     def _step_reservoir(self, name: str, tick: int) -> None:
+        if not self.reservoirs_run:
+            return
         res = self.populations[name]
         res.step([self._tap_value(t) for t in self._taps[name]])
         layer = self._served[name]
@@ -429,6 +431,8 @@ class Simulator:
     log_objectives = True
     reservoir_drives_layers = False
     """In reservoir mode: whether readouts are broadcast to the layers (train phases)."""
+    reservoirs_run = True
+    """Whether reservoirs step; off during evaluation, which neither reads nor changes them."""
 
     @property
     def tick(self) -> int:
