@@ -148,7 +148,7 @@ def capture(runner) -> dict:
             "position": dataclasses.asdict(runner.position),
             "epoch": runner.epoch,
             "presenter": runner.train_streams.get_state(),
-            "feed": runner.train_feed.get_state(),
+            "feeds": {order: feed.get_state() for order, feed in runner.feeds.items()},
             "metrics": result.metrics,
             "summary": result.summary,
             "traces": result.traces,
@@ -168,7 +168,8 @@ def restore(runner, state: dict) -> None:
     runner.position = dataclasses.replace(runner.position, **saved["position"])
     runner.epoch = int(saved["epoch"])
     runner.train_streams.set_state(saved["presenter"])
-    runner.train_feed.set_state(saved["feed"])
+    for order, feed_state in saved["feeds"].items():
+        runner.train_feed(order).set_state(feed_state)
     result = runner.result
     result.metrics = list(saved["metrics"])
     result.summary = {key: np.asarray(value) for key, value in saved["summary"].items()}

@@ -94,8 +94,15 @@ def cmd_run(args) -> int:
         run = execute(sc, backend=args.backend, out=args.out, root=args.root,
                       quiet=args.quiet, plots=not args.no_plots)
     s = run.summary
-    acc = np.asarray(s["test_accuracy"])
     print(f"run directory: {run.directory.path}")
+    for row in s.get("xi_scores", []):
+        print(f"readout vs true ξ of {row['layer']}, {row['phase']} {row['window']} "
+              f"(ticks {row['start_tick']}-{row['end_tick']}): "
+              f"corr {np.mean(row['corr']):.3f} {np.round(row['corr'], 3).tolist()}, "
+              f"NMSE {np.mean(row['nmse']):.3f} {np.round(row['nmse'], 3).tolist()}")
+    if "test_accuracy" not in s:
+        return 0
+    acc = np.asarray(s["test_accuracy"])
     print(f"test accuracy (held-out): mean {acc.mean():.4f} over {acc.size} trial(s); "
           f"per trial {np.round(acc, 4).tolist()}")
     if "train_accuracy" in s:

@@ -61,3 +61,50 @@ class SampleFeed:
         self.order = None if state["order"] is None else np.asarray(state["order"])
         self.pos = int(state["pos"])
         self.passes = int(state["passes"])
+
+class SignalFeed:
+    """Walks through signal data (DL §6.1: ``x``, continuous ``y``, named ``signals``).
+
+    Like :class:`SampleFeed`, but the label vector is the continuous ``y``
+    itself and there are no class labels (``labels`` are 0). ``signal(name)``
+    is the current sample's value of a named signal, for clamped layers.
+    """
+
+    def __init__(self, data, backend, streams: RandomStreams | None = None) -> None:
+        self.backend = backend
+        self.x = backend.asarray(data.x)
+        self.y = backend.asarray(data.y)
+        self.signals = {name: backend.asarray(v) for name, v in data.signals.items()}
+        self.trials, self.samples = data.x.shape[:2]
+        self.streams = streams
+        self._rows = backend.xp.arange(self.trials)
+        self._labels = np.zeros(self.trials, dtype=np.int64)
+        self.order = None
+        self.pos = 0
+        self._idx = None
+
+    def next(self):
+        """(x (K, D), y (K, Dy) on the device, labels (K,) = 0 on the host)."""
+        if self.order is None or self.pos >= self.samples:
+            order = (np.broadcast_to(np.arange(self.samples), (self.trials, self.samples))
+                     if self.streams is None else self.streams.permutation(self.samples))
+            self.order = self.backend.xp.asarray(order)
+            self.pos = 0
+        self._idx = self.order[:, self.pos]
+        self.pos += 1
+        return self.x[self._rows, self._idx], self.y[self._rows, self._idx], self._labels
+
+    def signal(self, name: str):
+        """The current sample's value of signal ``name``, (K, dim)."""
+        return self.signals[name][self._rows, self._idx]
+
+    def get_state(self) -> dict:
+        """Position in the current pass (the streams are saved by their owner)."""
+        order = None if self.order is None else self.backend.to_host(self.order)
+        return {"order": order, "pos": self.pos}
+
+    def set_state(self, state: dict) -> None:
+        self.order = None if state["order"] is None else self.backend.xp.asarray(state["order"])
+        self.pos = int(state["pos"])
+        if self.order is not None and self.pos > 0:
+            self._idx = self.order[:, self.pos - 1]

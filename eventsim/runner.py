@@ -6,7 +6,15 @@ it. Evaluation (``evaluate.every`` epochs and at the end) presents the training
 set and then the test set with all learning off, records the last layer's mean
 rate over each sample window, fits the linear readout on the training windows
 and scores it on the test windows. The working memory is saved before and
-restored after an evaluation, so evaluation samples never enter learning.
+restored after an evaluation and the reservoirs pause during it, so evaluation
+samples never enter learning.
+
+Signal data (the reservoir test of DL §6.1) has no classes: it is presented
+like a training set (a clamped layer holds its named signal) and there is no
+evaluation. In reservoir mode every reservoir's readout is scored against its
+true ξ over the first and the last ``readout.window`` of every phase
+(metrics ``xi_corr/<layer>``, ``xi_nmse/<layer>``, summary ``xi_scores``); the
+end window of an ``epochs`` phase lies within its last epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from .data.dataset import Dataset, load_dataset
 from .engine.simulator import LayerRule, ReadoutRule, Simulator
 from .errors import ConfigError, Interrupted
 from .evaluate import fit_readout, readout_accuracy
-from .feed import SampleFeed
+from .feed import SampleFeed, SignalFeed
 from .plasticity.kernels import default_sigma
 
 
@@ -124,6 +132,24 @@ def load_scenario_dataset(sc: Scenario) -> Dataset:
                        f"size mismatch: dataset {d.name!r} has {ds.input_dim} inputs but "
                        f"population {inputs[0]!r} has size {size}",
                        "match the network's input size to the data")
+    signals = getattr(ds, "signals", {})
+    net = sc.network
+    for layer in net.nodes_of("layer"):
+        spec = net.graph.nodes[layer]["spec"]
+        if spec.clamp is None:
+            continue
+        base = ("network",) if isinstance(sc.spec.network, dict) else ()
+        where = (*base, "populations", layer, "clamp")
+        if spec.clamp not in signals:
+            raise net.doc.error(where, f"dataset {d.name!r} has no signal {spec.clamp!r} to clamp "
+                                       f"layer {layer!r} to",
+                                "signals: " + (", ".join(signals) or "none (a classification "
+                                               "dataset)"))
+        dim = signals[spec.clamp].shape[-1]
+        if dim != spec.size:
+            raise net.doc.error(where, f"size mismatch: signal {spec.clamp!r} has {dim} "
+                                       f"dimensions but layer {layer!r} has size {spec.size}",
+                                "match the layer's size to the signal")
     return ds
 
 
@@ -153,11 +179,13 @@ class Runner:
         self.backend = _backend(sc, backend)
         self.ds = load_scenario_dataset(sc)
         self.sim = make_simulator(sc, self.ds, self.backend)
+        self.classification = isinstance(self.ds, Dataset)
         self.out_layer = sc.network.nodes_of("layer")[-1]
         self.progress = progress
         self.result = RunResult(scenario=sc, backend=self.backend)
         self.train_streams = RandomStreams(sc.seeds, "presenter")
-        self.train_feed = self._feed("train", shuffle=True)
+        self.feeds: dict[str, SampleFeed | SignalFeed] = {}
+        """One training feed per presentation order; a phase continues its order's pass."""
         self.epoch = 0
         self.position = Position()
         self.probes = [self.sim.probe(p.target, p.every) for p in sc.spec.probes]
@@ -169,7 +197,8 @@ class Runner:
     def total_ticks(self) -> int:
         """Ticks the whole run will take (phases plus evaluation passes)."""
         t = self.sim.sample_ticks
-        n_train, n_test = self.ds.x_train.shape[1], self.ds.x_test.shape[1]
+        n_train = self.samples
+        n_test = self.ds.x_test.shape[1] if self.classification else 0
         total, epochs = 0, 0
         for phase in self.sc.spec.phases:
             if phase.epochs is not None:
@@ -178,18 +207,26 @@ class Runner:
             else:
                 total += int(round(phase.duration / self.sim.dt_ms))
         every = self.sc.spec.evaluate.every
-        evaluations = 1 + (epochs // every if every else 0)
+        evaluations = 1 + (epochs // every if every else 0) if self.classification else 0
         return total + evaluations * (n_train + n_test) * t
 
     @property
     def samples(self) -> int:
-        return self.ds.x_train.shape[1]
+        return self.ds.x_train.shape[1] if self.classification else self.ds.samples
 
-    def _feed(self, split: str, shuffle: bool) -> SampleFeed:
+    def _feed(self, split: str, shuffle: bool) -> SampleFeed | SignalFeed:
+        streams = self.train_streams if shuffle else None
+        if not self.classification:
+            return SignalFeed(self.ds, self.backend, streams)
         x = getattr(self.ds, f"x_{split}")
         y = getattr(self.ds, f"y_{split}")
-        return SampleFeed(x, y, self.ds.n_classes, self.backend,
-                          self.train_streams if shuffle else None)
+        return SampleFeed(x, y, self.ds.n_classes, self.backend, streams)
+
+    def train_feed(self, order: str) -> SampleFeed | SignalFeed:
+        """The training feed of presentation ``order`` ('shuffled' or 'fixed')."""
+        if order not in self.feeds:
+            self.feeds[order] = self._feed("train", shuffle=order == "shuffled")
+        return self.feeds[order]
 
     def _metric(self, phase: str, metric: str, values, epoch=None) -> None:
         for k, v in enumerate(np.ravel(values)):
@@ -240,6 +277,29 @@ class Runner:
             self._metric(phase, f"{metric}/{layer}", np.stack(values, axis=-1).mean(axis=-1),
                          epoch)
 
+    def _track(self, phase: str, where: str, start: int, end: int) -> None:
+        """Score every readout against its true ξ over ticks ``[start, end)``."""
+        for tracker in self.sim.trackers.values():
+            tracker.add(phase, where, start, end)
+
+    def _xi_scores(self) -> None:
+        scores = []
+        for tracker in self.sim.trackers.values():
+            for w in tracker.done:
+                for key in ("corr", "nmse"):
+                    for k, v in enumerate(w.scores[key]):
+                        self.result.metrics.append({
+                            "phase": w.phase, "epoch": None, "tick": w.end, "trial": k,
+                            "metric": f"xi_{key}/{tracker.layer}", "value": float(v)})
+                scores.append({"layer": tracker.layer, "reservoir": tracker.reservoir,
+                               "phase": w.phase, "window": w.where, "start_tick": w.start,
+                               "end_tick": w.end,
+                               **{key: [float(v) for v in w.scores[key]]
+                                  for key in ("corr", "nmse")}})
+            self.result.traces.update(tracker.traces())
+        if scores:
+            self.result.summary["xi_scores"] = scores
+
     def _learn(self, phase) -> None:
         """Switch on what ``phase`` trains (at its start and after each evaluation)."""
         lr = self.sc.spec.rule.lr
@@ -273,15 +333,28 @@ class Runner:
         sim.phase = phase.name
         if self.progress is not None:
             self.progress.set_phase(phase.name)
-        if pos.phase_start is None:
-            pos.phase_start = sim.tick
-            self._learn(phase)
-        sim.set_feed(self.train_feed)
         lr = self.sc.spec.rule.lr
         every = self.sc.spec.evaluate.every
+        window = _ticks(self.sc, self.sc.spec.readout.window, ("readout", "window"), sim.dt_ms)
+        epoch_ticks = self.samples * sim.sample_ticks
+        ticks = (_ticks(self.sc, phase.duration, ("phases",), sim.dt_ms)
+                 if phase.epochs is None else None)
+        if pos.phase_start is None:
+            pos.phase_start = start = sim.tick
+            self._learn(phase)
+            if ticks is None:
+                self._track(phase.name, "start", start, start + min(window, epoch_ticks))
+            else:
+                self._track(phase.name, "start", start, start + min(window, ticks))
+                self._track(phase.name, "end", start + max(0, ticks - window), start + ticks)
+        feed = self.train_feed(phase.order)
+        sim.set_feed(feed)
         if phase.epochs is not None:
             while pos.epoch_in_phase < phase.epochs or pos.evaluate:
                 if not pos.evaluate:
+                    if pos.epoch_in_phase == phase.epochs - 1 and pos.segment_start is None:
+                        end = sim.tick + epoch_ticks
+                        self._track(phase.name, "end", max(sim.tick, end - window), end)
                     self._train(self.samples * sim.sample_ticks, eta_for_epoch(lr, self.epoch))
                     self.epoch += 1
                     pos.epoch_in_phase += 1
@@ -292,12 +365,11 @@ class Runner:
                     self._evaluate_resumable(phase.name)
                     pos.evaluate = False
                     self._learn(phase)
-                    sim.set_feed(self.train_feed)
+                    sim.set_feed(feed)
                 self._checkpoint_if_due()
                 self._stop_if_requested()
         else:
-            self._train(_ticks(self.sc, phase.duration, ("phases",), sim.dt_ms),
-                        eta_for_epoch(lr, self.epoch))
+            self._train(ticks, eta_for_epoch(lr, self.epoch))
             self._flush_objectives(phase.name, None)
         self.result.phases.append({"name": phase.name, "start_tick": pos.phase_start,
                                    "end_tick": sim.tick})
@@ -310,14 +382,16 @@ class Runner:
             self._run_phase(phases[self.position.phase])
             self.position = Position(phase=self.position.phase + 1)
             self._stop_if_requested()
-        self.sim.phase = "evaluate"
-        eval_start = self.sim.tick
-        accuracy = self._evaluate_resumable("final")
-        self.result.phases.append({"name": "evaluate", "start_tick": eval_start,
-                                   "end_tick": self.sim.tick})
-        self.result.summary["test_accuracy"] = accuracy["test"]
-        self.result.summary["train_accuracy"] = accuracy["train"]
-        self._weight_ratio()
+        self._xi_scores()
+        if self.classification:
+            self.sim.phase = "evaluate"
+            eval_start = self.sim.tick
+            accuracy = self._evaluate_resumable("final")
+            self.result.phases.append({"name": "evaluate", "start_tick": eval_start,
+                                       "end_tick": self.sim.tick})
+            self.result.summary["test_accuracy"] = accuracy["test"]
+            self.result.summary["train_accuracy"] = accuracy["train"]
+            self._weight_ratio()
         self.result.weights = final_weights(self.sim)
         self.result.channels = {name: ch.record() for name, ch in self.sim.channels.items()}
         self.result.traces.update({p.name: p.data() for p in self.probes})
@@ -345,6 +419,7 @@ class Runner:
         sim = self.sim
         saved = {name: copy.deepcopy(mem.get_state()) for name, mem in sim.memories.items()}
         sim.set_learning(layers=False, readouts=False, explore=False)
+        sim.reservoirs_run = False
         window = sim.window(self.out_layer)
         window.enabled = True
         feats = {}
@@ -354,6 +429,7 @@ class Runner:
             self._advance(n * sim.sample_ticks)
             feats[split] = window.take()
         window.enabled = False
+        sim.reservoirs_run = True
         for name, mem in sim.memories.items():
             mem.set_state(saved[name])
         be = self.backend

@@ -333,7 +333,7 @@ def test_a_non_finite_state_is_never_saved(tmp_path):
     runner = Runner(sc)
     runner.checkpoints = checkpoint.Checkpointer(
         RunDir.create(tmp_path, scenario_name=sc.name, resolved_config=sc.resolved()))
-    runner.sim.set_feed(runner.train_feed)
+    runner.sim.set_feed(runner.train_feed("shuffled"))
     runner.sim.run(50)
     runner.checkpoints.save(checkpoint.capture(runner))
     path = runner.checkpoints.directory / checkpoint.CHECKPOINT_FILE

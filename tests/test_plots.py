@@ -219,8 +219,9 @@ def test_eventsim_plot_reproduces_the_figures_of_a_real_run(tmp_path, capsys):
 
     run = execute(parse_scenario(REAL_RUN), out=tmp_path / "run", quiet=True)
     drawn = {p.name: p.read_bytes() for p in run.directory.plots_dir.iterdir()}
+    # readout_m2: drawn from the readout-vs-ξ windows every reservoir's tracker records
     assert set(drawn) == {"network.png", "objectives.png", "accuracy.png", "readout_m1.png",
-                          "code_words_out.png", "modulator_timing.png"}
+                          "readout_m2.png", "code_words_out.png", "modulator_timing.png"}
     for path in run.directory.plots_dir.iterdir():
         path.unlink()
     run.directory.plots_dir.rmdir()

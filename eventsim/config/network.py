@@ -44,12 +44,18 @@ class InputPop(Strict):
 
 
 class LayerPop(Strict):
-    """Rate 'LIF' layer, DL Eq. 6: ``u += dt/τ(−u + W z_pre)``, ``z = tanh(u) + ζ``."""
+    """Rate 'LIF' layer, DL Eq. 6: ``u += dt/τ(−u + W z_pre)``, ``z = tanh(u) + ζ``.
+
+    ``clamp``: the name of a data signal (e.g. ``z`` of the ``reservoir_test``
+    data, DL §6.1); the layer's output is then that signal, held for each
+    sample, with no feed-forward input and no learning.
+    """
 
     kind: Literal["layer"]
     size: PosInt
     tau: Duration = 5.0
     noise: NonNeg = 0.05
+    clamp: str | None = None
 
 
 class ReservoirNoise(Strict):
@@ -60,7 +66,13 @@ class ReservoirNoise(Strict):
 
 
 class ReservoirPop(Strict):
-    """Recurrent reservoir with a linear readout, DL Eq. 9."""
+    """Recurrent reservoir with a linear readout, DL Eq. 9.
+
+    ``seed``: without it every trial draws its own matrices from its trial seed;
+    with it the matrices are drawn once from this seed and shared by all trials
+    (trials then differ in data, layer weights, noise and readout, not in the
+    reservoir), which keeps K trials' matrices in cache.
+    """
 
     kind: Literal["reservoir"]
     size: PosInt
@@ -69,6 +81,7 @@ class ReservoirPop(Strict):
     density: Probability = 0.1
     noise: ReservoirNoise = ReservoirNoise()
     readout: PosInt | None = None
+    seed: int | None = None
 
 
 def _kind_of(value, default=None):
@@ -331,7 +344,13 @@ def _check_structure(doc, g, base) -> None:
         ff_in = [u for u, _, k in g.in_edges(name, data="kind") if k == "feedforward"]
         mod_in = [u for u, _, k in g.in_edges(name, data="kind") if k == "modulatory"]
         where = (*base, "populations", name)
-        if kind == "layer" and len(ff_in) != 1:
+        if kind == "layer" and attrs["spec"].clamp is not None:
+            if ff_in:
+                raise doc.error((*base, "projections", g.edges[ff_in[0], name]["index"]),
+                                f"layer {name!r} is clamped to the data signal "
+                                f"{attrs['spec'].clamp!r} and takes no feed-forward input",
+                                "remove this projection or the clamp")
+        elif kind == "layer" and len(ff_in) != 1:
             raise doc.error(where,
                             f"layer {name!r} has {len(ff_in)} feed-forward inputs, needs exactly 1",
                             "add one projection {from: <input or layer>, to: " + name + "}")

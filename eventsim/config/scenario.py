@@ -140,20 +140,30 @@ class Modulator(Strict):
 
 
 class ReadoutSpec(Strict):
+    """Reservoir readout learning (DL Eq. 10/13): ``eta0``, its ``decay`` τ_decay and the
+    filters' ``lpf`` τ_lpf; ``window``: the readout is scored against the true ξ over the
+    first and the last ``window`` of every phase."""
+
     eta0: NonNeg = 1e-4
     decay: Duration = 20_000.0
     lpf: Duration = 5.0
+    window: Duration = 5_000.0
 
 
 class Phase(Strict):
     """A stretch of the run. Give ``epochs`` (passes over the training set) or a
-    ``duration``. ``learn`` lists what learns: ``layers`` and/or ``readouts``."""
+    ``duration``. ``learn`` lists what learns: ``layers`` and/or ``readouts``;
+    ``explore``: the readout exploration noise ζ_o is on; ``order``: the training
+    samples come in a fresh per-trial random order on every pass (``shuffled``) or
+    in their stored order on every pass (``fixed``, as in the authors' warm-up,
+    pre-training and reservoir test)."""
 
     name: str
     epochs: PosInt | None = None
     duration: Duration | None = None
     learn: list[Literal["layers", "readouts"]] = []
     explore: bool = True
+    order: Literal["shuffled", "fixed"] = "shuffled"
 
     @model_validator(mode="after")
     def _one_length(self):
@@ -343,6 +353,7 @@ def _check_ticks(sc: Scenario) -> None:
                             f"use a positive multiple of {dt:.12g} ms")
 
     whole(sc.doc, ("timing", "sample"), spec.timing.sample, minimum=1)
+    whole(sc.doc, ("readout", "window"), spec.readout.window)
     for i, phase in enumerate(spec.phases):
         if phase.duration is not None:
             whole(sc.doc, ("phases", i, "duration"), phase.duration)

@@ -83,8 +83,10 @@ class ReservoirSignals:
     """The three signals of the reservoir test (DL §6.1), shape (K, S, dim) each, float32.
 
     This is not a classification task (``y`` is continuous), so it is not a
-    :class:`~eventsim.data.dataset.Dataset` and is not in the dataset registry:
-    there is no held-out split, because the test replays the same samples.
+    :class:`~eventsim.data.dataset.Dataset`: there is no held-out split and no
+    class labels, because the test replays the same samples. ``x`` drives the
+    network input, ``y`` is the label vector, and ``z`` is a named signal that
+    a clamped layer (``{kind: layer, clamp: z}``) holds as its output.
     """
 
     x: np.ndarray
@@ -100,7 +102,21 @@ class ReservoirSignals:
     def samples(self) -> int:
         return self.x.shape[1]
 
+    @property
+    def input_dim(self) -> int:
+        return self.x.shape[2]
 
+    @property
+    def label_dim(self) -> int:
+        return self.y.shape[2]
+
+    @property
+    def signals(self) -> dict[str, np.ndarray]:
+        """Signals a clamped layer can hold, by name."""
+        return {"z": self.z}
+
+
+@register_dataset("reservoir_test")
 def reservoir_test(trials: int = 1, seed: int = 0, *, samples: int = 100, x_dim: int = 100,
                    y_dim: int = 1, z_dim: int = 10) -> ReservoirSignals:
     """Random signals of DL §6.1: X (100-D), Y (1-D), Z (10-D), each ``U(0, 1)``, 100 samples.

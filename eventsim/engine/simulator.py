@@ -35,10 +35,12 @@ from ..plasticity.kernels import dl_objective, gaussian_kernel, pl_objective
 from ..plasticity.memory import SampleMemory, WorkingMemory
 from ..plasticity.readout import ReadoutLearning
 from ..plasticity.traces import ThreeFactorSynapses
+from ..populations.clamped import ClampedLayer
 from ..populations.input import InputPopulation
 from ..populations.layer import Layer
 from ..populations.reservoir import Reservoir
 from .channels import Channel
+from .tracking import ReadoutTracker
 
 PRESENT, POPULATION, DELIVER, PLASTICITY, PROBE = 1, 2, 3, 4, 5
 _SLOT = 10_000
@@ -275,6 +277,10 @@ class Simulator:
         self.synapses: dict[str, ThreeFactorSynapses] = {}
         self.channels: dict[str, Channel] = {}
         self.readouts: dict[str, ReadoutLearning] = {}
+        self.trackers: dict[str, ReadoutTracker] = {}
+        self.clamped: dict[str, ClampedLayer] = {}
+        self._served: dict[str, str] = {}
+        self._taps: dict[str, list[str]] = {}
         self._xi_cache: dict[str, tuple[int, object]] = {}
         self._build(readout or ReadoutRule(), channel_overrides or {})
         self._start_processes()
@@ -298,6 +304,9 @@ class Simulator:
             where = ("populations", name)
             if kind == "input":
                 self.populations[name] = InputPopulation(name, spec.size, be, self.trials)
+            elif kind == "layer" and spec.clamp is not None:
+                self.populations[name] = self.clamped[name] = ClampedLayer(
+                    name, spec, backend=be, trials=self.trials)
             elif kind == "layer":
                 self._ticks(spec.tau, (*where, "tau"), f"populations.{name}.tau")
                 pre = net.ff_input(name)
@@ -306,8 +315,9 @@ class Simulator:
                                                backend=be, seeds=self.seeds, dt_ms=self.dt_ms)
             elif kind == "reservoir" and self.modulator == "reservoir":
                 self._ticks(spec.tau, (*where, "tau"), f"populations.{name}.tau")
-                layer = net.served_layer(name)
-                in_size = sum(self._tap_size(t) for t in self._taps_of(name))
+                layer = self._served[name] = net.served_layer(name)
+                self._taps[name] = self._taps_of(name)
+                in_size = sum(self._tap_size(t) for t in self._taps[name])
                 self.populations[name] = Reservoir(
                     name, spec, in_size=in_size, out_size=g.nodes[layer]["size"], backend=be,
                     seeds=self.seeds, dt_ms=self.dt_ms)
@@ -325,12 +335,19 @@ class Simulator:
             self.memories[layer] = WorkingMemory(samples, self.sample_ticks, pop.size,
                                                  backend=be, trials=self.trials)
             self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule, kernels)
+            if layer in self.clamped:
+                continue
             self.synapses[layer] = ThreeFactorSynapses(pop, dt_ms=self.dt_ms,
                                                        tau_e_ms=rule.tau_e_ms,
                                                        window=rule.window,
                                                        momentum=rule.momentum, backend=be)
+        for res, layer in self._served.items():
+            if layer in self.xi_sources:
+                self.trackers[res] = ReadoutTracker(
+                    res, layer, lambda r=self.populations[res]: r.r_o,
+                    lambda tick, layer=layer: self._xi(layer, tick), be)
         for source, layer, data in net.edges_of("modulatory"):
-            if layer not in self.rules:
+            if layer not in self.synapses:
                 continue
             spec = data["spec"].model_copy(update=overrides.get(layer, {}))
             where = ("projections", data["index"])
@@ -421,6 +438,8 @@ class Simulator:
         self.samples_presented += 1
         for samples, _ in self.sample_memories.values():
             samples.push(x, y_vec)
+        for pop in self.clamped.values():
+            pop.set(self.feed.signal(pop.signal))
         for layer, mem in self.memories.items():
             mem.new_sample()
             self.xi_sources[layer].new_sample()
@@ -454,18 +473,20 @@ class Simulator:
                 self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
 
     def _step_reservoir(self, name: str, tick: int) -> None:
+        if not self.reservoirs_run:
+            return
         res = self.populations[name]
-        taps = [self._tap_value(t) for t in self._taps_of(name)]
-        res.step(self.backend.xp.concatenate(taps, axis=-1))
-        layer = self.network.served_layer(name)
+        res.step([self._tap_value(t) for t in self._taps[name]])
+        layer = self._served[name]
         if self.reservoir_drives_layers and self._sends(layer, tick):
             self.channels[layer].send(tick, res.r_o.copy())
 
     def _learn_readout(self, name: str, tick: int) -> None:
-        layer = self.network.served_layer(name)
-        if self.feed is None or layer not in self.xi_sources:
+        readout = self.readouts[name]
+        layer = self._served[name]
+        if not readout.enabled or self.feed is None or layer not in self.xi_sources:
             return
-        self.readouts[name].step(tick, self._xi(layer, tick))
+        readout.step(tick, self._xi(layer, tick))
 
     def _probe(self, tick: int) -> None:
         phase = self.phase_of(tick)
@@ -474,6 +495,9 @@ class Simulator:
         for probe in self.probes:
             if tick % probe.every == 0:
                 probe.record(tick)
+        for tracker in self.trackers.values():
+            if tracker.pending:
+                tracker.record(tick)
 
     def _check_finite(self, tick: int) -> None:
         xp = self.backend.xp
@@ -489,6 +513,8 @@ class Simulator:
     log_objectives = True
     reservoir_drives_layers = False
     """In reservoir mode: whether readouts are broadcast to the layers (train phases)."""
+    reservoirs_run = True
+    """Whether reservoirs step; off during evaluation, which neither reads nor changes them."""
 
     @property
     def tick(self) -> int:

@@ -56,6 +56,7 @@ def simulator_state(sim: Simulator) -> dict:
         "xi_coef": {name: src.coef for name, src in sim.xi_sources.items()},
         "synapses": {name: syn.get_state() for name, syn in sim.synapses.items()},
         "readouts": {name: ro.get_state() for name, ro in sim.readouts.items()},
+        "trackers": {name: tr.get_state() for name, tr in sim.trackers.items()},
         "channels": {layer: ch.get_state() for layer, ch in sim.channels.items()},
         "probes": [{"name": p.name, "ticks": np.asarray(p.ticks, dtype=np.int64),
                     "values": _stack(p.values)} for p in sim.probes],
@@ -89,6 +90,8 @@ def restore_simulator(sim: Simulator, state: dict) -> None:
         syn.set_state(state["synapses"][name])
     for name, ro in sim.readouts.items():
         ro.set_state(state["readouts"][name])
+    for name, tr in sim.trackers.items():
+        tr.set_state(state["trackers"][name])
     for layer, ch in sim.channels.items():
         saved = dict(state["channels"][layer])
         saved["in_flight"] = {int(when): [(xp.asarray(msg), None if mask is None

@@ -1,11 +1,16 @@
 """Reward-modulated Hebbian readout learning, DL Eq. 10 with the filters of DL Eq. 13
-(Hoerzer, Legenstein & Maass 2014). Applied every tick while enabled:
+(Hoerzer, Legenstein & Maass 2014). Applied every tick while the readout learns:
 
 * ``P = −||r_o − ξ||²`` (ξ: the teacher, the analytic DL Eq. 8 signal)
 * low-pass filters, updated with the current value first:
   ``P̄ ← (1 − dt/τ_lpf) P̄ + (dt/τ_lpf) P``, ``r̄_o ← (1 − dt/τ_lpf) r̄_o + (dt/τ_lpf) r_o``
 * ``M = 1[P > P̄]``
-* ``ΔW_o = η(t) M (r_o − r̄_o) rᵀ``, ``η(t) = η0 / (1 + (t − t_on)/τ_decay)`` for t > t_on.
+* ``ΔW_o = η(t) M (r_o − r̄_o) rᵀ``, ``η(t) = η0 / (1 + (t − t_on)/τ_decay)`` for t > t_on
+  (else 0), with ``t_on`` the tick at which the readout started learning.
+
+``r`` are the reservoir's noisy rates and ``r_o`` its readout including the
+exploration noise ζ_o. The filters start at 0 and run only while the readout
+learns; when learning resumes they continue from their last values.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class ReadoutLearning:
         self.ro_bar = backend.zeros(reservoir.r_o.shape)
         self.t_on = 0
         self.enabled = False
+        """Whether the readout learns; the engine calls :meth:`step` only then."""
         self.dtype = backend.dtype
 
     def eta(self, tick: int) -> float:
@@ -44,11 +50,11 @@ class ReadoutLearning:
         a = self.a
         self.p_bar += a * (perf - self.p_bar)
         self.ro_bar += a * (r_o - self.ro_bar)
-        if not self.enabled:
+        eta = self.eta(tick)
+        if eta == 0.0:
             return
         gate = (perf > self.p_bar).astype(self.dtype)
-        eta = self.dtype.type(self.eta(tick))
-        post = (eta * gate)[:, None] * (r_o - self.ro_bar)
+        post = (self.dtype.type(eta) * gate)[:, None] * (r_o - self.ro_bar)
         self.res.W_o += post[:, :, None] * self.res.r[:, None, :]
 
     def get_state(self) -> dict:
