@@ -110,7 +110,8 @@ class BareLoop:
         self.zin = self.s[:, n + X_DIM + 1:n + in_size]
         self.r_o = self.s[:, n + in_size:]
         self.rin = self.s[:, n:n + in_size]
-        self.A, self.B, self.Cfb = res.A, res.B, res.C
+        # contiguous copies: the engine keeps them as column blocks of one stacked matrix
+        self.A, self.B, self.Cfb = (np.ascontiguousarray(m) for m in (res.A, res.B, res.C))
         self.M = np.ascontiguousarray(np.concatenate([res.A, res.B, res.C], axis=-1))
         self.W_o = res.W_o.copy()                  # (K, out, n)
         self.u = np.zeros((K, n), dtype=dt)
