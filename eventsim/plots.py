@@ -406,24 +406,27 @@ def _swept_value(key: str, value) -> tuple[float | None, str]:
     return number, text
 
 
-def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike) -> Path:
+def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike, *,
+               panels: Sequence[str] | None = None) -> Path:
     """A sweep's ``spec.metric`` (mean ± SD over trials) against the swept ``spec.x``, one
     line per value of ``spec.lines``.
 
     ``rows`` are the tidy rows of :mod:`eventsim.sweep` (columns ``point``, the
     swept values, ``trial``, ..., one per point and trial); only finished points
-    are drawn. One panel per variant and per combination of the other swept
-    values. Numeric x values (numbers, or durations in ms) go on a linear axis,
-    or on a symmetric-log one when they span more than a factor of 20; other
-    values are categories. Writes ``<metric>_vs_<x>[_by_<lines>].png``.
+    are drawn. One panel per combination of the ``panels`` columns (default:
+    every swept column but x and lines). Numeric x values (numbers, or durations
+    in ms) go on a linear axis, or on a symmetric-log one when they span more
+    than a factor of 20; other values are categories. Writes ``<metric>_vs_<x>[_by_<lines>].png``.
     """
     rows = [r for r in rows if r.get("status") == "finished"
             and r.get(spec.metric) not in (None, "")]
     if not rows:
         raise ValueError(f"no finished points with a {spec.metric!r} value to plot")
-    keys = list(rows[0])
-    swept = keys[keys.index("point") + 1:keys.index("trial")]
-    panel_keys = [k for k in swept if k not in (spec.x, spec.lines)]
+    if panels is None:
+        keys = list(rows[0])
+        swept = keys[keys.index("point") + 1:keys.index("trial")]
+        panels = [k for k in swept if k not in (spec.x, spec.lines)]
+    panel_keys = list(panels)
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = {}
     x_order: list[str] = []
     line_order: list[str] = []
