@@ -406,6 +406,20 @@ def _swept_value(key: str, value) -> tuple[float | None, str]:
     return number, text
 
 
+def _thinned(ax, values: np.ndarray, labels: list[str], gap: float = 0.05) -> list[str]:
+    """``labels`` with those closer than ``gap`` (axis fraction) to a kept one blanked."""
+    scale = ax.xaxis.get_transform()
+    lo, hi = scale.transform(np.asarray(ax.get_xlim(), dtype=np.float64))
+    where = (scale.transform(values) - lo) / (hi - lo)
+    out, last = [], -np.inf
+    for w, label in sorted(zip(where, labels, strict=True), key=lambda p: p[0]):
+        keep = w - last >= gap
+        out.append((w, label if keep else ""))
+        last = w if keep else last
+    by_position = dict(out)
+    return [by_position[w] for w in where]
+
+
 def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike, *,
                panels: Sequence[str] | None = None) -> Path:
     """A sweep's ``spec.metric`` (mean ± SD over trials) against the swept ``spec.x``, one
@@ -462,8 +476,8 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLi
             positive = values[values > 0]
             if positive.size and values.max() > 20 * positive.min():
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
-            ax.set_xticks(values, [_swept_value(spec.x, x)[1].removesuffix(" ms")
-                                   for x in x_order])
+            labels = [_swept_value(spec.x, x)[1].removesuffix(" ms") for x in x_order]
+            ax.set_xticks(values, _thinned(ax, values, labels))
         else:
             ax.set_xticks(range(len(x_order)), x_order)
         ax.set_xlabel(f"{x_name}{unit}")
