@@ -231,7 +231,14 @@ def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
             else:
                 while todo and len(running) < slots:
                     task = todo.popleft()
-                    running[submit(task)] = task
+                    try:
+                        running[submit(task)] = task
+                    except cf.BrokenExecutor:  # a worker died since the last wait
+                        todo.appendleft(task)
+                        if running or make_pool is None:
+                            break  # the running futures report the breakage below
+                        executor.shutdown(wait=False, cancel_futures=True)
+                        executor = make_pool(slots)
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             broken = False
             for future in done:
