@@ -431,24 +431,41 @@ def _swept_value(key: str, value) -> tuple[float | None, str]:
     return number, text
 
 
-def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike) -> Path:
+def _thinned(ax, values: np.ndarray, labels: list[str], gap: float = 0.05) -> list[str]:
+    """``labels`` with those closer than ``gap`` (axis fraction) to a kept one blanked."""
+    scale = ax.xaxis.get_transform()
+    lo, hi = scale.transform(np.asarray(ax.get_xlim(), dtype=np.float64))
+    where = (scale.transform(values) - lo) / (hi - lo)
+    out, last = [], -np.inf
+    for w, label in sorted(zip(where, labels, strict=True), key=lambda p: p[0]):
+        keep = w - last >= gap
+        out.append((w, label if keep else ""))
+        last = w if keep else last
+    by_position = dict(out)
+    return [by_position[w] for w in where]
+
+
+def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike, *,
+               panels: Sequence[str] | None = None) -> Path:
     """A sweep's ``spec.metric`` (mean ± SD over trials) against the swept ``spec.x``, one
     line per value of ``spec.lines``.
 
     ``rows`` are the tidy rows of :mod:`eventsim.sweep` (columns ``point``, the
     swept values, ``trial``, ..., one per point and trial); only finished points
-    are drawn. One panel per variant and per combination of the other swept
-    values. Numeric x values (numbers, or durations in ms) go on a linear axis,
-    or on a symmetric-log one when they span more than a factor of 20; other
-    values are categories. Writes ``<metric>_vs_<x>[_by_<lines>].png``.
+    are drawn. One panel per combination of the ``panels`` columns (default:
+    every swept column but x and lines). Numeric x values (numbers, or durations
+    in ms) go on a linear axis, or on a symmetric-log one when they span more
+    than a factor of 20; other values are categories. Writes ``<metric>_vs_<x>[_by_<lines>].png``.
     """
     rows = [r for r in rows if r.get("status") == "finished"
             and r.get(spec.metric) not in (None, "")]
     if not rows:
         raise ValueError(f"no finished points with a {spec.metric!r} value to plot")
-    keys = list(rows[0])
-    swept = keys[keys.index("point") + 1:keys.index("trial")]
-    panel_keys = [k for k in swept if k not in (spec.x, spec.lines)]
+    if panels is None:
+        keys = list(rows[0])
+        swept = keys[keys.index("point") + 1:keys.index("trial")]
+        panels = [k for k in swept if k not in (spec.x, spec.lines)]
+    panel_keys = list(panels)
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = {}
     x_order: list[str] = []
     line_order: list[str] = []
@@ -484,8 +501,8 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLi
             positive = values[values > 0]
             if positive.size and values.max() > 20 * positive.min():
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
-            ax.set_xticks(values, [_swept_value(spec.x, x)[1].removesuffix(" ms")
-                                   for x in x_order])
+            labels = [_swept_value(spec.x, x)[1].removesuffix(" ms") for x in x_order]
+            ax.set_xticks(values, _thinned(ax, values, labels))
         else:
             ax.set_xticks(range(len(x_order)), x_order)
         ax.set_xlabel(f"{x_name}{unit}")

@@ -276,8 +276,12 @@ def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
     if plots and result.finished:
         from .plots import plot_sweep  # noqa: PLC0415
 
-        for spec in default_plots(base.spec.sweep):
-            result.plots.append(plot_sweep(result.rows, spec, directory / "plots"))
+        sweep = base.spec.sweep
+        for spec in default_plots(sweep):
+            panels = (["variant"] if sweep.variants else []) + [
+                k for k in sweep.grid if k not in (spec.x, spec.lines)]
+            result.plots.append(plot_sweep(result.rows, spec, directory / "plots",
+                                           panels=panels))
     return result
 
 
