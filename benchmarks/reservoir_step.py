@@ -10,8 +10,8 @@ What it measures
         call the engine makes every tick (``in_size`` = 111 = x(100) + label(1)
         + z(10), readout of 10);
     (b) ``bare``: the same math inline with preallocated buffers and ``out=``,
-        reading the very same matrices (so both see the same cache state) and
-        the same noise streams in the same 64-tick blocks. Every trial has its
+        reading contiguous copies of the engine's three matrix blocks and the
+        same noise streams in the same 64-tick blocks. Every trial has its
         own reservoir, so ``A`` is (K, N, N) and a tick is K matrix-vector
         products whichever way it is written;
     (c) informative, K > 1: ``bare, per-trial dot`` — a Python loop of K
@@ -85,7 +85,8 @@ class BareReservoir:
         self.shared = res.shared
         self.MT = res.M[0].T                        # (P, N) view, for the gemm variant
         self.s = np.zeros((self.K, res.M.shape[-1]), dtype=dt)
-        self.A, self.B, self.Cfb = res.A, res.B, res.C
+        # contiguous copies: the engine keeps them as column blocks of one stacked matrix
+        self.A, self.B, self.Cfb = (np.ascontiguousarray(m) for m in (res.A, res.B, res.C))
         self.W_o = res.W_o.copy()
         self.decay = res.decay
         self.u = res.u.copy()

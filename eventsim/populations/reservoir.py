@@ -24,8 +24,9 @@ instead of 32 MB for two 1000-neuron reservoirs and four trials, which is what
 keeps them in the last-level cache). Either way every trial's product is its
 own matrix-vector product ``M_k s_k``, so K batched trials are bit-identical
 to K single runs: one matrix-matrix product over the trials would sum in a
-different order for K > 1 than for K = 1 with OpenBLAS, and it is not faster
-at K ≤ 16 on the 2-core machine (``benchmarks/reservoir_step.py --shared``).
+different order for K > 1 than for K = 1 with OpenBLAS, and on the 2-core
+machine it is 2.4× slower at K = 4 and only 1.07× (1000 neurons) to 1.35×
+(2000) faster at K = 16 (``benchmarks/reservoir_step.py --shared``).
 """
 
 from __future__ import annotations
