@@ -54,7 +54,7 @@ class Run:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def execute(scenario: Scenario, *, backend: str | None = None, out=None, root="runs",
