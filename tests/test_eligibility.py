@@ -11,32 +11,20 @@ through whole scenario runs.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import F64, NET_ONE_LAYER, REPO
 
-from eventsim.backend import get_backend
 from eventsim.config.network import parse_network
 from eventsim.config.scenario import parse_scenario
 from eventsim.engine.simulator import LayerRule, Simulator
 from eventsim.errors import ConfigError
 from eventsim.runner import Runner
 
-REPO = Path(__file__).resolve().parents[1]
-F64 = get_backend("numpy", "float64")
 ETA = 0.3
 
-NET = """
-name: one-layer
-populations:
-  x: {kind: input, size: 3}
-  h: {kind: layer, size: 4, tau: 2 ms, noise: 0.05}
-  m: {kind: reservoir, size: 10}
-projections:
-  - {from: x, to: h, init: {std: 1.0}}
-  - {from: m, to: h, kind: modulatory{extra}}
-"""
+NET = NET_ONE_LAYER
 
 
 class ListFeed:

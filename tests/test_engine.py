@@ -10,13 +10,11 @@ derivation ``SeedSequence(seed, spawn_key=(crc32(name),))``.
 from __future__ import annotations
 
 import math
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import F32, F64, NET_ONE_LAYER, REPO, reference_generator
 
-from eventsim.backend import get_backend
 from eventsim.config.network import (
     InitSpec,
     LayerPop,
@@ -33,15 +31,6 @@ from eventsim.populations.input import InputPopulation
 from eventsim.populations.layer import Layer
 from eventsim.populations.reservoir import Reservoir
 from eventsim.runner import Runner
-
-REPO = Path(__file__).resolve().parents[1]
-F64 = get_backend("numpy", "float64")
-F32 = get_backend("numpy", "float32")
-
-
-def _generator(seed: int, name: str) -> np.random.Generator:
-    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode("utf-8")),))
-    return np.random.Generator(np.random.PCG64(ss))
 
 
 class ListFeed:
@@ -208,7 +197,7 @@ def test_layer_step_matches_euler_loop(backend, rtol):
                   seeds=seeds, dt_ms=dt)
     # the initial weights follow the documented stream "h/init"
     for k, s in enumerate(seeds):
-        ref = _generator(s, "h/init").normal(0.0, 0.8, size=(n, m))
+        ref = reference_generator(s, "h/init").normal(0.0, 0.8, size=(n, m))
         np.testing.assert_allclose(layer.W[k], ref, rtol=rtol)
     W0 = np.array(layer.W, dtype=np.float64)
     rng = np.random.default_rng(0)
@@ -221,7 +210,7 @@ def test_layer_step_matches_euler_loop(backend, rtol):
         zs.append(np.array(layer.z, dtype=np.float64))
     us, zs = np.array(us), np.array(zs)
     for k, s in enumerate(seeds):
-        noise = _generator(s, "h/noise").uniform(-a, a, size=(ticks, n))
+        noise = reference_generator(s, "h/noise").uniform(-a, a, size=(ticks, n))
         noise = noise.astype(backend.dtype).astype(np.float64)
         ref_u, ref_z = _euler_layer_loop(W0[k], [0.0] * n, inputs[:, k], tau, dt, noise)
         np.testing.assert_allclose(us[:, k], ref_u, rtol=rtol, atol=rtol)
@@ -257,7 +246,7 @@ def _reservoir(seeds, n=12, n_in=4, n_out=2, tau=10.0, chaos=1.3, density=0.3,
 
 def _reservoir_matrices(seed, n, n_in, n_out, density):
     """W_r, W_in, W_fb of one trial from the documented init stream "mem/init"."""
-    g = _generator(seed, "mem/init")
+    g = reference_generator(seed, "mem/init")
     mask = g.random((n, n)) < density
     w_r = g.normal(0.0, 1.0 / math.sqrt(density * n), size=(n, n)) * mask
     w_in = g.uniform(-1.0, 1.0, size=(n, n_in))
@@ -284,8 +273,8 @@ def test_reservoir_step_matches_eq9_loop():
     a = dt / tau
     for k, s in enumerate(seeds):
         w_r, w_in, w_fb = _reservoir_matrices(s, n, n_in, n_out, spec.density)
-        hidden = _generator(s, "mem/hidden_noise").uniform(-zr, zr, size=(ticks, n))
-        ro_noise = _generator(s, "mem/readout_noise").uniform(-zo, zo, size=(ticks, n_out))
+        hidden = reference_generator(s, "mem/hidden_noise").uniform(-zr, zr, size=(ticks, n))
+        ro_noise = reference_generator(s, "mem/readout_noise").uniform(-zo, zo, size=(ticks, n_out))
         u, r, ro = [0.0] * n, [0.0] * n, [0.0] * n_out
         for t in range(ticks):
             new_u = []
@@ -458,16 +447,7 @@ def test_order_within_a_tick_matches_a_hand_written_schedule():
 
 
 # ============================================================ three factors
-NET_ONE = """
-name: one-layer
-populations:
-  x: {kind: input, size: 3}
-  h: {kind: layer, size: 4, tau: 2 ms, noise: 0.05}
-  m: {kind: reservoir, size: 10}
-projections:
-  - {from: x, to: h, init: {std: 1.0}}
-  - {from: m, to: h, kind: modulatory{extra}}
-"""
+NET_ONE = NET_ONE_LAYER
 
 
 def _one_layer_sim(seeds, *, extra="", rule_kw=None, S=5, backend=F64, eta=0.3):

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import math
 import textwrap
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import F32, F64, reference_generator
 
-from eventsim.backend import get_backend
 from eventsim.config.network import ReservoirNoise, ReservoirPop, parse_network
 from eventsim.config.scenario import parse_scenario
 from eventsim.data.synthetic import reservoir_test
@@ -27,15 +25,6 @@ from eventsim.errors import ConfigError
 from eventsim.plasticity.readout import ReadoutLearning
 from eventsim.populations.reservoir import Reservoir
 from eventsim.runner import Runner
-
-REPO = Path(__file__).resolve().parents[1]
-F64 = get_backend("numpy", "float64")
-F32 = get_backend("numpy", "float32")
-
-
-def _generator(seed: int, name: str) -> np.random.Generator:
-    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode("utf-8")),))
-    return np.random.Generator(np.random.PCG64(ss))
 
 
 def _reservoir(seeds, *, n=20, n_in=3, n_out=2, seed=None, readout=0.1, backend=F64):
@@ -69,7 +58,7 @@ def test_readout_rule_matches_eq10_eq13_loop():
     a = 1.0 / tau_lpf
     changed = 0
     for k, s in enumerate(seeds):
-        zeta = _generator(s, "mem/readout_noise").uniform(-zo, zo, size=(ticks, n_out))
+        zeta = reference_generator(s, "mem/readout_noise").uniform(-zo, zo, size=(ticks, n_out))
         W = [[0.0] * n for _ in range(n_out)]
         p_bar, ro_bar = 0.0, [0.0] * n_out
         for t in range(ticks):
@@ -125,7 +114,7 @@ def test_readout_learns_a_constant_target():
 def test_shared_matrices_follow_the_seed_and_batched_equals_single():
     seeds, n, n_in, n_out, ticks = [4, 5, 6], 20, 3, 2, 60
     res = _reservoir(seeds, n=n, seed=11, backend=F32)
-    g = _generator(11, "mem/init")
+    g = reference_generator(11, "mem/init")
     mask = g.random((n, n)) < 0.2
     w_r = g.normal(0.0, 1.0 / math.sqrt(0.2 * n), size=(n, n)) * mask
     w_in = g.uniform(-1.0, 1.0, size=(n, n_in))
