@@ -66,12 +66,6 @@ def build_net(sc, ds, backend) -> PHSICNet:
     if isinstance(rule.gamma, dict):
         raise sc.error(("rule", "gamma"), "static pHSIC mode takes one gamma for all layers",
                        "write e.g. gamma: 2")
-    if st.online and rule.batch != 2:
-        raise sc.error(("rule", "batch"), "the online two-point rule pairs consecutive samples",
-                       "set batch: 2 with static.online: true")
-    if not st.online and rule.batch < 2:
-        raise sc.error(("rule", "batch"), "the pHSIC batch rule needs a batch of at least 2",
-                       "e.g. batch: 256, or static.online: true with batch: 2")
     sizes = [ds.input_dim] + [g.nodes[n]["size"] for n in layers[:-1]]
     try:
         return PHSICNet(sizes, sc.seeds, ds.n_classes, kernel=rule.kernel,

@@ -312,6 +312,14 @@ def _check(sc: Scenario) -> None:
         if missing:
             raise sc.error(("rule", "gamma"), f"no gamma for layer(s) {', '.join(sorted(missing))}",
                            "give one value per layer, or a single number")
+    rule = sc.spec.rule
+    if rule.name == "phsic" and rule.mode == "static":
+        if rule.static.online and rule.batch != 2:
+            raise sc.error(("rule", "batch"), "the online two-point rule pairs consecutive "
+                           "samples", "set batch: 2 with static.online: true")
+        if not rule.static.online and rule.batch < 2:
+            raise sc.error(("rule", "batch"), "the pHSIC batch rule needs a batch of at least 2",
+                           "e.g. batch: 256, or static.online: true with batch: 2")
     for layer in sc.spec.modulator.channels:
         if layer not in layers:
             raise sc.error(("modulator", "channels", layer), f"unknown layer {layer!r}",
