@@ -44,6 +44,10 @@ from .tracking import ReadoutTracker
 
 PRESENT, POPULATION, DELIVER, PLASTICITY, PROBE = 1, 2, 3, 4, 5
 _SLOT = 10_000
+FACTORED_MIN_WEIGHTS = 4096
+"""A first layer with at least this many weights per trial keeps each sample's updates
+factored (:mod:`eventsim.plasticity.factored`); below it the bookkeeping costs more
+than updating the small matrix every tick."""
 
 
 @dataclass(frozen=True)
@@ -243,14 +247,19 @@ class Simulator:
         readout: reservoir readout learning parameters.
         channel_overrides: per target layer, fields that replace the modulatory
             edge's delay / jitter / jitter_dist / loss / period / broadcast / phase / burst.
+        factored_updates: let a large layer that reads the network input keep each
+            sample's updates as rank-1 factors when its eligibility is ``e = β``
+            (exact algebra, different rounding); False updates every ``W`` every tick.
     """
 
     def __init__(self, network: Network, *, seeds, backend: Backend | None = None,
                  dt_ms: float = 1.0, sample_ticks: int = 1, label_dim: int = 1,
                  rules: dict[str, LayerRule] | None = None, modulator: str = "analytic",
                  readout: ReadoutRule | None = None,
-                 channel_overrides: dict[str, dict] | None = None) -> None:
+                 channel_overrides: dict[str, dict] | None = None,
+                 factored_updates: bool = True) -> None:
         self.network = network
+        self.factored_updates = factored_updates
         self.seeds = [int(s) for s in seeds]
         self.trials = len(self.seeds)
         self.backend = backend or get_backend()
@@ -337,10 +346,9 @@ class Simulator:
             self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule, kernels)
             if layer in self.clamped:
                 continue
-            self.synapses[layer] = ThreeFactorSynapses(pop, dt_ms=self.dt_ms,
-                                                       tau_e_ms=rule.tau_e_ms,
-                                                       window=rule.window,
-                                                       momentum=rule.momentum, backend=be)
+            self.synapses[layer] = ThreeFactorSynapses(
+                pop, dt_ms=self.dt_ms, tau_e_ms=rule.tau_e_ms, window=rule.window,
+                momentum=rule.momentum, factored=self._factored(pop, rule), backend=be)
         for res, layer in self._served.items():
             if layer in self.xi_sources:
                 self.trackers[res] = ReadoutTracker(
@@ -365,6 +373,12 @@ class Simulator:
             channel.receiver = self.synapses[layer]
             channel.source = source
             self.channels[layer] = channel
+
+    def _factored(self, layer: Layer, rule: LayerRule) -> bool:
+        """Whether ``layer`` keeps its updates factored (see ``factored_updates``)."""
+        return (self.factored_updates and layer.pre.kind == "input"
+                and rule.window is None and rule.tau_e_ms == 0
+                and layer.W[0].size >= FACTORED_MIN_WEIGHTS)
 
     def _taps_of(self, reservoir: str) -> list[str]:
         taps = self.network.taps(reservoir)
@@ -424,11 +438,11 @@ class Simulator:
         return (tick - self.sample_start) % self.sample_ticks
 
     def _present(self, tick: int) -> None:
+        for syn in self.synapses.values():
+            syn.new_sample()
         if self.samples_presented:
             self._check_finite(tick)
         self.sample_start = tick
-        for syn in self.synapses.values():
-            syn.new_sample()
         if self.feed is None:
             return
         x, y_vec, labels = self.feed.next()

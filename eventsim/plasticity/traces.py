@@ -27,6 +27,10 @@ Which ``e`` a message meets is the trace variant (``rule.trace``):
 
 A window copy is taken in the sending tick and freed after the message's last
 delivery (trials may receive it at different ticks, or lose it).
+
+With ``e = β`` on a layer whose input is held for the sample (the first layer),
+``factored=True`` keeps the sample's updates as rank-1 factors
+(:mod:`eventsim.plasticity.factored`) and writes ``W`` once per sample.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import math
 
 from ..backend import array_module
+from .factored import FactoredUpdates
 from .hsic import beta as local_beta
 
 WINDOWS = ("tick", "sample")
@@ -43,11 +48,13 @@ class ThreeFactorSynapses:
     """Eligibility and weight update for one layer's feed-forward weights.
 
     ``tau_e_ms`` is the exponential trace's time constant; ``window`` ('tick' or
-    'sample') selects a fixed-window variant instead.
+    'sample') selects a fixed-window variant instead. ``factored`` keeps each
+    sample's updates as rank-1 factors (only with ``e = β``, for a layer whose
+    presynaptic rates are constant within a sample).
     """
 
     def __init__(self, layer, *, dt_ms: float, tau_e_ms: float = 0.0, window: str | None = None,
-                 momentum: float = 0.0, backend) -> None:
+                 momentum: float = 0.0, factored: bool = False, backend) -> None:
         if window is not None and window not in WINDOWS:
             raise ValueError(f"unknown eligibility window {window!r}")
         self.layer = layer
@@ -62,7 +69,12 @@ class ThreeFactorSynapses:
                                           else 1.0)
         self.e = backend.zeros((k, n, m)) if exponential else None
         self.inbox = backend.zeros((k, n))
-        self.dw = backend.zeros((k, n, m))
+        if factored and (window is not None or exponential):
+            raise ValueError("factored updates need the instant eligibility e = β")
+        self.factored = FactoredUpdates(layer, self.velocity, momentum, backend) if factored \
+            else None
+        layer.updates = self.factored
+        self.dw = None if factored else backend.zeros((k, n, m))
         """Work buffer of ΔW (the step allocates nothing of the weights' size)."""
         self.pending = False
         # fixed windows: deliveries of this tick, deliveries still due per send tick,
@@ -96,7 +108,11 @@ class ThreeFactorSynapses:
         self.pending = True
 
     def new_sample(self) -> None:
-        """A new sample starts (resets the ``sample`` window)."""
+        """A new sample starts: commit factored updates, reset the ``sample`` window.
+
+        Called before the new input is presented."""
+        if self.factored is not None:
+            self.factored.commit()
         if self.window_sum is not None:
             self.window_sum[...] = 0.0
             self.window_len = 0
@@ -114,13 +130,13 @@ class ThreeFactorSynapses:
     def step(self, tick: int) -> None:
         """Update the eligibility with this tick's β and apply the delivered modulators."""
         if self.window is None:
-            dw = self._step_trace()
+            dw = self._step_trace(tick)
         else:
             dw = self._step_window(tick)
         if dw is not None:
             self._apply(dw, tick)
 
-    def _step_trace(self):
+    def _step_trace(self, tick: int):
         xp, dw = self.xp, self.dw  # dw: a preallocated (K, n, m) buffer
         if self.e is not None:  # e += gain (β − e), in place
             xp.multiply(self._post()[:, :, None], self.layer.pre.z[:, None, :], out=dw)
@@ -128,6 +144,15 @@ class ThreeFactorSynapses:
             dw *= self.trace_gain
             self.e += dw
         if not self.pending:
+            return None
+        if self.factored is not None:  # e = β, kept as (−η m ⊙ (1 − z²)) xᵀ
+            a = self._post()
+            a *= self.inbox
+            self.inbox[...] = 0.0
+            self.pending = False
+            if self.enabled:
+                a *= self.dtype.type(-self.eta(tick))
+                self.factored.add(a)
             return None
         if self.e is None:  # e = β = (1 − z²) zpreᵀ, factored
             xp.multiply((self._post() * self.inbox)[:, :, None], self.layer.pre.z[:, None, :],
@@ -175,7 +200,10 @@ class ThreeFactorSynapses:
         self.layer.W += dw
 
     def get_state(self) -> dict:
-        """Trace, velocity, undelivered inbox, window tags and the learning switches."""
+        """Trace, velocity, undelivered inbox, window tags and the learning switches.
+
+        With factored updates the velocity is the one at the start of the sample; the
+        layer's state holds the pending factors."""
         return {"e": self.e, "velocity": self.velocity, "inbox": self.inbox,
                 "pending": self.pending, "eta_base": self.eta_base,
                 "decay_ticks": self.decay_ticks, "t_on": self.t_on, "enabled": self.enabled,

@@ -7,7 +7,8 @@ Explicit Euler with step ``dt``:
 
 There is no bias and the state is not reset between samples. ``z_pre`` is the
 presynaptic population's output of the same tick (populations step in
-topological order).
+topological order). When the layer's synapses keep the sample's updates
+factored (:mod:`eventsim.plasticity.factored`), ``W z_pre`` comes from them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Layer:
         xp = backend.xp
         self.xp = xp
         self.W = init_weights(init_spec, (spec.size, pre.size), seeds, name, backend)
+        self.updates = None
+        """The synapses' :class:`~eventsim.plasticity.factored.FactoredUpdates`, if any."""
         self.u = backend.zeros((trials, spec.size))
         self.z = backend.zeros((trials, spec.size))
         self.drive = backend.zeros((trials, spec.size))
@@ -53,7 +56,10 @@ class Layer:
         """One Euler step of DL Eq. 6 (in place, into preallocated buffers)."""
         xp = self.xp
         drive = self.drive
-        xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
+        if self.updates is None:
+            xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
+        else:
+            self.updates.drive(drive)
         drive -= self.u
         drive *= self.leak
         self.u += drive
@@ -61,13 +67,21 @@ class Layer:
         self.z += self.noise.next()
 
     def state(self) -> dict:
-        return {"u": self.u, "z": self.z, "W": self.W}
+        """``u``, ``z`` and the effective ``W`` (pending factored updates included)."""
+        w = self.W if self.updates is None else self.updates.effective_weights()
+        return {"u": self.u, "z": self.z, "W": w}
 
     def get_state(self) -> dict:
-        """Everything that evolves: ``u``, ``z``, ``W`` and the noise stream (checkpoints)."""
-        return {**self.state(), "noise": self.noise.get_state()}
+        """Everything that evolves (checkpoints): ``u``, ``z``, ``W``, the noise stream and,
+        with factored updates, ``W`` at the start of the sample and the pending factors."""
+        state = {"u": self.u, "z": self.z, "W": self.W, "noise": self.noise.get_state()}
+        if self.updates is not None:
+            state["updates"] = self.updates.get_state()
+        return state
 
     def set_state(self, state: dict) -> None:
         for key in ("u", "z", "W"):
             getattr(self, key)[...] = self.xp.asarray(state[key])
         self.noise.set_state(state["noise"])
+        if self.updates is not None:
+            self.updates.set_state(state["updates"])

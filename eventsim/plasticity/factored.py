@@ -1,0 +1,134 @@
+"""One sample's weight updates kept as rank-1 factors, for a layer whose input is held.
+
+A layer that reads the network input sees the same presynaptic vector ``x`` on
+every tick of a sample (inputs are held for the presentation, SCIENCE.md §2).
+With the instant eligibility ``e = β`` every delivered update of DL Eq. 8 is
+then rank 1 with the same right factor,
+
+    ``g_d = a_d xᵀ``  with  ``a_d = −η m_d ⊙ (1 − z_d²)``  (K, n),
+
+so the ``d``-th delivery of the sample, through SGD momentum
+``v_d = μ v_{d−1} + g_d``, ``W_d = W_{d−1} + v_d``, leaves
+
+    ``v_d = μ^d v_0 + b_d xᵀ``,        ``b_d = μ b_{d−1} + a_d``,
+    ``W_d = W_0 + C_d v_0 + w_d xᵀ``,  ``C_d = C_{d−1} + μ^d``,  ``w_d = w_{d−1} + b_d``
+
+(without momentum ``W_d = W_0 + w_d xᵀ`` with ``w_d = w_{d−1} + a_d``). The
+layer's drive ``W x`` (DL Eq. 6) is therefore
+
+    ``W_d x = W_0 x + C_d (v_0 x) + (x·x) w_d``,
+
+which costs O(K·n) per tick once ``W_0 x`` and ``v_0 x`` are known. The full
+``(K, n, m)`` matrices are written once per sample (:meth:`commit`, called when
+the next sample is presented) instead of four times per tick. The algebra is
+exact; only the floating-point rounding differs from updating ``W`` every tick.
+"""
+
+from __future__ import annotations
+
+
+class FactoredUpdates:
+    """Pending updates of a layer's ``W`` (and the synapses' momentum ``v``) in one sample.
+
+    ``layer.W`` and ``velocity`` hold the values at the start of the sample; the
+    effective values are :meth:`effective_weights` / :meth:`effective_velocity`.
+    """
+
+    def __init__(self, layer, velocity, momentum: float, backend) -> None:
+        self.layer = layer
+        self.velocity = velocity
+        self.momentum = float(momentum)
+        self.xp = backend.xp
+        k, n, _ = layer.W.shape
+        self.w = backend.zeros((k, n))
+        self.b = backend.zeros((k, n)) if velocity is not None else None
+        self.wx = backend.zeros((k, n))
+        """``W_0 x`` of the current sample."""
+        self.vx = backend.zeros((k, n)) if velocity is not None else None
+        """``v_0 x`` of the current sample."""
+        self.xx = backend.zeros((k, 1))
+        self.c = 0.0
+        self.decay = 1.0
+        self.pending = False
+        self.fresh = False
+        """Whether ``wx``, ``vx`` and ``xx`` belong to the current input."""
+
+    def reset(self) -> None:
+        """Forget the pending updates (after a commit, or when W or v are restored)."""
+        self.w[...] = 0.0
+        if self.b is not None:
+            self.b[...] = 0.0
+        self.c, self.decay = 0.0, 1.0
+        self.pending = False
+        self.fresh = False
+
+    def add(self, a) -> None:
+        """Record one delivered update ``a xᵀ`` (``a`` (K, n) already holds ``−η``)."""
+        if self.b is None:
+            self.w += a
+        else:
+            self.b *= self.b.dtype.type(self.momentum)
+            self.b += a
+            self.decay *= self.momentum
+            self.c += self.decay
+            self.w += self.b
+        self.pending = True
+
+    def drive(self, out) -> None:
+        """``W x`` with the pending updates, into ``out`` (K, n)."""
+        xp, x = self.xp, self.layer.pre.z
+        if not self.fresh:
+            xp.matmul(self.layer.W, x[..., None], out=self.wx[..., None])
+            if self.vx is not None:
+                xp.matmul(self.velocity, x[..., None], out=self.vx[..., None])
+            xp.sum(x * x, axis=-1, keepdims=True, out=self.xx)
+            self.fresh = True
+        xp.multiply(self.xx, self.w, out=out)
+        out += self.wx
+        if self.pending and self.vx is not None:
+            out += self.vx * self.vx.dtype.type(self.c)
+
+    def effective_weights(self):
+        """``W_0 + C v_0 + w xᵀ`` (a new array; ``layer.W`` itself when nothing is pending)."""
+        if not self.pending:
+            return self.layer.W
+        x = self.layer.pre.z
+        out = self.layer.W + self.w[..., :, None] * x[..., None, :]
+        if self.velocity is not None:
+            out += self.velocity * self.velocity.dtype.type(self.c)
+        return out
+
+    def effective_velocity(self):
+        """``μ^d v_0 + b xᵀ`` (a new array; the stored velocity when nothing is pending)."""
+        if not self.pending or self.velocity is None:
+            return self.velocity
+        x = self.layer.pre.z
+        out = self.velocity * self.velocity.dtype.type(self.decay)
+        out += self.b[..., :, None] * x[..., None, :]
+        return out
+
+    def get_state(self) -> dict:
+        """The pending factors (with the stored ``W`` and ``v`` they make the exact state)."""
+        state = {"w": self.w, "c": self.c, "decay": self.decay, "pending": self.pending}
+        if self.b is not None:
+            state["b"] = self.b
+        return state
+
+    def set_state(self, state: dict) -> None:
+        xp = self.xp
+        self.w[...] = xp.asarray(state["w"])
+        if self.b is not None:
+            self.b[...] = xp.asarray(state["b"])
+        self.c, self.decay = float(state["c"]), float(state["decay"])
+        self.pending = bool(state["pending"])
+        self.fresh = False
+
+    def commit(self) -> None:
+        """Write the pending updates into ``W`` and ``v``; call before the input changes."""
+        if self.pending:
+            w = self.effective_weights()
+            v = self.effective_velocity()
+            self.layer.W[...] = w
+            if self.velocity is not None:
+                self.velocity[...] = v
+        self.reset()
