@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from eventsim.backend import get_backend
+from eventsim.engine.channels import Channel
 
 REPO = Path(__file__).resolve().parents[1]
 F64 = get_backend("numpy", "float64")
@@ -31,3 +32,39 @@ def reference_generator(seed: int, name: str) -> np.random.Generator:
     (independently of :class:`eventsim.backend.RandomStreams`)."""
     ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode("utf-8")),))
     return np.random.Generator(np.random.PCG64(ss))
+
+
+def drive_channel(seeds, ticks: int, *, sample: int = 1, **kw):
+    """Drive a :class:`Channel` alone for ``ticks`` ticks, sending whenever it is due
+    (samples of ``sample`` ticks); message ``t`` holds its send tick ``t`` in every trial.
+
+    Returns the channel and the deliveries as ``(trial, send tick, arrival tick)``.
+    """
+    log = []
+    pending: dict[int, list] = {}
+    now = [0]
+
+    class Sink:
+        def on_send(self, tick, deliveries):
+            pass
+
+        def deliver(self, message, mask=None, sent=None):
+            trials = np.ones(len(seeds), bool) if mask is None else np.asarray(mask) != 0
+            assert sent == int(message[0, 0])
+            for k in np.flatnonzero(trials):
+                log.append((k, int(message[k, 0]), now[0]))
+
+    def schedule(delay, callback):
+        pending.setdefault(now[0] + delay, []).append(callback)
+
+    ch = Channel("a->b", seeds=seeds, schedule=schedule,
+                 **{"delay": 0, "jitter": 0, "jitter_dist": "uniform", "loss": 0.0,
+                    "period": 1, **kw})
+    ch.receiver = Sink()
+    for t in range(ticks):
+        now[0] = t
+        if ch.due(t, t % sample):
+            ch.send(t, np.full((len(seeds), 1), float(t)))
+        for cb in pending.pop(t, []):
+            cb(t)
+    return ch, log

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import drive_channel
 
 from eventsim.backend import get_backend
 from eventsim.config.network import parse_network
 from eventsim.config.scenario import parse_scenario
-from eventsim.engine.channels import Channel
 from eventsim.engine.simulator import LayerRule, Simulator
 from eventsim.errors import ConfigError
 from eventsim.runner import Runner
@@ -88,30 +88,7 @@ def test_burst_broadcast_sends_burst_ticks_out_of_every_period():
 
 def _direct(seeds, *, samples, S, **kw):
     """Drive a Channel for ``samples`` samples of S ticks; returns its record."""
-    pending: dict[int, list] = {}
-    now = [0]
-
-    class Sink:
-        def on_send(self, tick, deliveries):
-            pass
-
-        def deliver(self, message, mask=None, sent=None):
-            pass
-
-    def schedule(delay, callback):
-        pending.setdefault(now[0] + delay, []).append(callback)
-
-    ch = Channel("a->b", seeds=seeds, schedule=schedule,
-                 **{"delay": 0, "jitter": 0, "jitter_dist": "uniform", "loss": 0.0,
-                    "period": 1, **kw})
-    ch.receiver = Sink()
-    for t in range(samples * S):
-        now[0] = t
-        if ch.due(t, t % S):
-            ch.send(t, np.zeros((len(seeds), 1)))
-        for cb in pending.pop(t, []):
-            cb(t)
-    return ch.record()
+    return drive_channel(seeds, samples * S, sample=S, **kw)[0].record()
 
 
 @pytest.mark.parametrize("dist", ["uniform", "normal"])

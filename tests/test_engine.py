@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from _shared import F32, F64, NET_ONE_LAYER, REPO, reference_generator
+from _shared import F32, F64, NET_ONE_LAYER, REPO, drive_channel, reference_generator
 
 from eventsim.config.network import (
     InitSpec,
@@ -23,7 +23,6 @@ from eventsim.config.network import (
     parse_network,
 )
 from eventsim.config.scenario import parse_scenario
-from eventsim.engine.channels import Channel
 from eventsim.engine.simulator import LayerRule, Simulator
 from eventsim.errors import DivergenceError
 from eventsim.plasticity import hsic
@@ -573,39 +572,9 @@ def test_channel_period_sends_every_period_and_learns_only_then():
     assert moved and set(moved) <= set(range(0, T, P))
 
 
-def _direct_channel(seeds, T, **kw):
-    """Drive a Channel tick by tick; messages carry their send tick."""
-    log = []
-    pending: dict[int, list] = {}
-    now = [0]
-
-    class Sink:
-        def on_send(self, tick, deliveries):
-            pass
-
-        def deliver(self, message, mask=None, sent=None):
-            trials = np.ones(len(seeds), bool) if mask is None else np.asarray(mask) != 0
-            assert sent == int(message[0, 0])
-            for k in np.flatnonzero(trials):
-                log.append((k, int(message[k, 0]), now[0]))
-
-    def schedule(delay, callback):
-        pending.setdefault(now[0] + delay, []).append(callback)
-
-    ch = Channel("a->b", seeds=seeds, schedule=schedule, period=1,
-                 **{"delay": 0, "jitter": 0, "jitter_dist": "uniform", "loss": 0.0, **kw})
-    ch.receiver = Sink()
-    for t in range(T):
-        now[0] = t
-        ch.send(t, np.full((len(seeds), 1), float(t)))
-        for cb in pending.pop(t, []):
-            cb(t)
-    return ch, log
-
-
 def test_uniform_jitter_statistics():
     j, d, T, seeds = 4, 10, 5000, [0, 1, 2, 3]
-    ch, log = _direct_channel(seeds, T, delay=d, jitter=j)
+    ch, log = drive_channel(seeds, T, delay=d, jitter=j)
     delivered = [(k, s, at) for k, s, at in log if s < T - d - j]
     offsets = np.array([at - s - d for _, s, at in delivered])
     n = offsets.size
@@ -627,14 +596,14 @@ def test_uniform_jitter_statistics():
 
 def test_normal_jitter_statistics_and_no_arrival_before_send():
     j, d, T, seeds = 3, 20, 4000, [5, 6]
-    _, log = _direct_channel(seeds, T, delay=d, jitter=j, jitter_dist="normal")
+    _, log = drive_channel(seeds, T, delay=d, jitter=j, jitter_dist="normal")
     offsets = np.array([at - s - d for _, s, at in log if s < T - d - 6 * j])
     n = offsets.size
     var = j * j + 1 / 12  # a rounded N(0, j²) (Sheppard's correction)
     assert abs(offsets.mean()) < 5 * math.sqrt(var / n)
     assert abs(offsets.var() - var) < 5 * var * math.sqrt(2 / n)
     # with zero delay, jitter never delivers before the send tick
-    _, log0 = _direct_channel(seeds, 2000, delay=0, jitter=2)
+    _, log0 = drive_channel(seeds, 2000, delay=0, jitter=2)
     offsets0 = np.array([at - s for _, s, at in log0 if s < 2000 - 2])
     assert offsets0.min() == 0 and offsets0.max() == 2
     m = offsets0.size
@@ -644,7 +613,7 @@ def test_normal_jitter_statistics_and_no_arrival_before_send():
 
 def test_loss_fraction_is_binomial():
     p, T, seeds = 0.3, 4000, [7, 8, 9]
-    ch, log = _direct_channel(seeds, T, delay=1, loss=p)
+    ch, log = drive_channel(seeds, T, delay=1, loss=p)
     record = ch.record()["deliver_tick"]
     n = record.size
     dropped = (record == -1).mean()
@@ -658,16 +627,16 @@ def test_loss_fraction_is_binomial():
             else:
                 assert got[(k, s)] == s + 1
     # a lossless channel draws no random numbers and loses nothing
-    assert (_direct_channel([1], 50)[0].record()["deliver_tick"] >= 0).all()
+    assert (drive_channel([1], 50)[0].record()["deliver_tick"] >= 0).all()
 
 
 def test_channel_trials_are_independent():
     kw = {"delay": 5, "jitter": 3, "loss": 0.25}
     seeds = [40, 41, 42]
-    ch, _ = _direct_channel(seeds, 800, **kw)
+    ch, _ = drive_channel(seeds, 800, **kw)
     batched = ch.record()["deliver_tick"]
     for k, s in enumerate(seeds):
-        single = _direct_channel([s], 800, **kw)[0].record()["deliver_tick"]
+        single = drive_channel([s], 800, **kw)[0].record()["deliver_tick"]
         np.testing.assert_array_equal(batched[:, k], single[:, 0])
     assert not np.array_equal(batched[:, 0], batched[:, 1])
 
