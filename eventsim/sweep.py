@@ -42,14 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from .config.scenario import load_scenario
-from .config.sweep import EPOCH, Point, default_plots, validate_points
+from .config.sweep import EPOCH, EPOCH_METRICS, Point, default_plots, validate_points
 from .errors import ConfigError, EventsimError
 from .rundir import atomic_write, config_hash, slugify
 
 RESULTS_FILE = "results.csv"
 EPOCHS_FILE = "epochs.csv"
-EPOCH_METRICS = {"accuracy/test": "test_accuracy", "accuracy/train": "train_accuracy"}
-"""metrics.csv rows logged at each evaluation -> their column in epochs.csv."""
 POINT_FILE = "point.json"
 SWEEP_FILE = "sweep.json"
 

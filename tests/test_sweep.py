@@ -103,6 +103,8 @@ PLOTS = "sweep:\n  grid: {rule.gamma: [1, 2]}\n  plots:\n"
      "'rule.memory' is not a grid key or 'epoch'"),
     (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: epoch}\n", 13, "sweep.plots[0].y",
      "the epoch axis needs evaluations during training"),
+    ("evaluate: {every: 1}\n" + PLOTS + "    - {x: epoch, metric: weight_ratio}\n", 14,
+     "sweep.plots[0].metric", "'weight_ratio' is not recorded per epoch"),
     ("sweep: {grids: {}}", 10, "sweep.grids", "unknown field"),
 ])
 def test_bad_sweep_blocks_are_located(sweep, line, field, words):

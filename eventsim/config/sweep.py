@@ -39,6 +39,9 @@ from .schema import Strict
 SCALARS = (str, int, float, bool)
 EPOCH = "epoch"
 """The plot axis of the evaluation epochs (not a grid key)."""
+EPOCH_METRICS = {"accuracy/test": "test_accuracy", "accuracy/train": "train_accuracy"}
+"""The metrics.csv rows logged at each evaluation -> the metric a plot with an epoch axis
+names (the columns of a sweep's epochs.csv)."""
 
 
 def _check_path(path: str) -> str:
@@ -180,7 +183,8 @@ def default_plots(sweep: Sweep) -> list[SweepPlot]:
 
 def check_plots(sc) -> None:
     """Every axis of ``sc.spec.sweep.plots`` is a grid key, or ``epoch`` when the scenario
-    evaluates every few epochs; otherwise a ConfigError at ``sweep.plots[i].<axis>``."""
+    evaluates every few epochs and the plot's metric is one of :data:`EPOCH_METRICS`;
+    otherwise a ConfigError at ``sweep.plots[i].<field>``."""
     sweep = sc.spec.sweep
     for i, plot in enumerate(sweep.plots or []):
         for field, key in plot.axes().items():
@@ -189,6 +193,10 @@ def check_plots(sc) -> None:
                     raise sc.error(("sweep", "plots", i, field),
                                    "the epoch axis needs evaluations during training",
                                    "set evaluate: {every: N} (epochs)")
+                if plot.metric not in EPOCH_METRICS.values():
+                    raise sc.error(("sweep", "plots", i, "metric"),
+                                   f"metric {plot.metric!r} is not recorded per epoch",
+                                   "one of " + ", ".join(EPOCH_METRICS.values()))
             elif key not in sweep.grid:
                 raise sc.error(("sweep", "plots", i, field),
                                f"plot axis {key!r} is not a grid key or {EPOCH!r}",
