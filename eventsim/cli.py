@@ -116,7 +116,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep, summarise  # noqa: PLC0415
+    from .sweep import EPOCHS_FILE, run_sweep, summarise  # noqa: PLC0415
 
     if args.workers < 1:
         raise EventsimError(f"--workers {args.workers}: expected at least 1")
@@ -128,8 +128,10 @@ def cmd_sweep(args) -> int:
         print(line)
     print(f"results: {result.table} ({len(result.rows)} rows; {result.finished} point(s) "
           f"finished, {result.failed} failed, {result.skipped} skipped as already finished)")
+    if (result.directory / EPOCHS_FILE).is_file():
+        print(f"accuracy per evaluation epoch: {result.directory / EPOCHS_FILE}")
     for path in result.plots:
-        print(f"plot: {path}")
+        print(f"{'plot' if path.suffix == '.png' else 'plot table'}: {path}")
     return 1 if result.failed else 0
 
 

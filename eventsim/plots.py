@@ -32,12 +32,15 @@ enough for plotting. The tick length comes from ``traces.h5`` (``dt_ms``),
 else ``meta.json`` ``dt_ms``, else the config's ``timing.dt``; without any,
 time axes are drawn in ticks.
 
-The memory-capacity heat map (DL Fig. 10) needs several runs that differ in
-memory size N; build its input with :func:`capacity_from_runs`.
+Sweep figures (:func:`plot_sweep`, :func:`plot_sweep_heatmap`) take the tidy
+rows of :mod:`eventsim.sweep` instead; the memory-capacity heat map of DL
+Fig. 10 is a heat map of a sweep over ``rule.memory`` against the epoch.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from collections import defaultdict
@@ -360,59 +363,6 @@ def plot_code_words(rates, labels, out_dir: str | os.PathLike, *, name: str = "o
 
 
 # ---------------------------------------------------------------------------
-# Memory capacity (DL Fig. 10)
-
-
-def capacity_from_runs(run_dirs: Iterable[str | os.PathLike],
-                       key: str = "rule.memory") -> dict[int, list[float]]:
-    """Mean ``accuracy/test`` per epoch for each memory size N, from several runs.
-
-    N is read from each run's resolved config at the dotted ``key``. Runs with
-    the same N are pooled (mean over all their trials per epoch).
-    """
-    pooled: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
-    for run in run_dirs:
-        value: Any = rundir.load_config(run)
-        for part in key.split("."):
-            value = value[part]
-        rows = [r for r in rundir.load_metrics(run)
-                if r["metric"] == "accuracy/test" and r["epoch"] is not None]
-        pooled[int(value)].extend(rows)
-    return {n: _band(rows, "epoch")[1].tolist() for n, rows in sorted(pooled.items()) if rows}
-
-
-def plot_memory_capacity(accuracy: Mapping[int, Sequence[float]],
-                         out_dir: str | os.PathLike, *, first_epoch: int = 1) -> Path:
-    """Heat map of test accuracy / best over memory size N × epochs (DL Fig. 10).
-
-    ``accuracy`` maps N to the accuracy after each epoch (epoch ``first_epoch``
-    first). Values are divided by the best accuracy over all N and epochs.
-    Writes ``memory_capacity.png``.
-    """
-    sizes = sorted(accuracy)
-    if not sizes:
-        raise ValueError("no memory sizes to plot")
-    epochs = max(len(accuracy[n]) for n in sizes)
-    grid = np.full((len(sizes), epochs), np.nan)
-    for i, n in enumerate(sizes):
-        grid[i, : len(accuracy[n])] = accuracy[n]
-    best = np.nanmax(grid)
-    grid = grid / best if best > 0 else grid
-    fig = _figure(7.0, 1.6 + 0.45 * len(sizes))
-    ax = fig.subplots()
-    extent = (first_epoch - 0.5, first_epoch + epochs - 0.5, len(sizes) - 0.5, -0.5)
-    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=min(0.0, np.nanmin(grid)),
-                      vmax=1.0, extent=extent, interpolation="nearest")
-    ax.set_yticks(range(len(sizes)), [str(n) for n in sizes])
-    ax.set_ylabel("memory size N (samples)")
-    ax.set_xlabel("epochs")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"Test accuracy normalised by the best ({best:.3f})", fontsize=10)
-    fig.colorbar(image, ax=ax, label="accuracy / best")
-    return _save(fig, out_dir, "memory_capacity")
-
-
-# ---------------------------------------------------------------------------
 # Sweeps
 
 _DURATION_KEYS = ("delay", "jitter", "period", "phase", "burst", "trace", "sample", "dt", "tau")
@@ -443,6 +393,11 @@ def _thinned(ax, values: np.ndarray, labels: list[str], gap: float = 0.05) -> li
         last = w if keep else last
     by_position = dict(out)
     return [by_position[w] for w in where]
+
+
+def _axis_label(key: str) -> str:
+    name = key.rsplit(".", 1)[-1]
+    return f"{name} (ms)" if name in _DURATION_KEYS else name
 
 
 def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike, *,
@@ -484,7 +439,6 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLi
     fig = _figure(4.6 * cols, 3.6 * math.ceil(n / cols))
     axes = np.atleast_1d(fig.subplots(math.ceil(n / cols), cols, squeeze=False)).ravel()
     x_name = spec.x.rsplit(".", 1)[-1]
-    unit = " (ms)" if x_name in _DURATION_KEYS else ""
     for ax, (panel, lines) in zip(axes, groups.items(), strict=False):
         for lv in line_order:
             if lv not in lines:
@@ -505,7 +459,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLi
             ax.set_xticks(values, _thinned(ax, values, labels))
         else:
             ax.set_xticks(range(len(x_order)), x_order)
-        ax.set_xlabel(f"{x_name}{unit}")
+        ax.set_xlabel(_axis_label(spec.x))
         ax.set_ylabel(spec.metric.replace("_", " "))
         title = ", ".join(f"{k} = {v}" for k, v in zip(panel_keys, panel, strict=True))
         ax.set_title(title or f"{spec.metric.replace('_', ' ')} vs {x_name}", fontsize=10)
@@ -518,6 +472,93 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLi
     if spec.lines is not None:
         name += f"_by_{spec.lines.rsplit('.', 1)[-1]}"
     return _save(fig, out_dir, name)
+
+
+def plot_sweep_heatmap(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | os.PathLike,
+                       *, panels: Sequence[str] = ()) -> list[Path]:
+    """A heat map of a sweep's ``spec.metric``: one cell per value of ``spec.x`` (columns)
+    and ``spec.y`` (rows, increasing upwards), annotated with its mean over trials.
+
+    ``rows`` are tidy sweep rows (one per point and trial, or per point, epoch and
+    trial when an axis is ``epoch``); only finished ones with a value are used.
+    Axis values keep their order of appearance; epochs (and other numbers on the
+    y axis) are sorted. One panel per combination of the ``panels`` columns, on a
+    shared colour scale. With ``spec.normalise == "max"`` every value is divided
+    by ``best``, the largest cell mean over all panels (so that cell reads 1 and
+    a cell's mean of normalised values is its normalised mean). A missing cell
+    (a failed point) is left blank.
+
+    Writes ``<metric>_heatmap_<y>_vs_<x>.png`` and, next to it, the same name
+    ``.csv``: one row per cell and trial with the panel columns, x, y, trial,
+    the metric and (when normalised) ``<metric>_normalised``. Returns both paths.
+    """
+    metric = spec.metric
+    rows = [r for r in rows if r.get("status") == "finished" and r.get(metric) not in (None, "")]
+    if not rows:
+        raise ValueError(f"no finished points with a {metric!r} value to plot")
+    panel_keys = list(panels)
+    cells: dict[tuple, dict[tuple, list[tuple[Any, float]]]] = {}
+    xs: list = []
+    ys: list = []
+    for r in rows:
+        xs += [r[spec.x]] if r[spec.x] not in xs else []
+        ys += [r[spec.y]] if r[spec.y] not in ys else []
+        panel = tuple(r[k] for k in panel_keys)
+        cells.setdefault(panel, {}).setdefault((r[spec.x], r[spec.y]), []).append(
+            (r["trial"], float(r[metric])))
+    numbers = [_swept_value(spec.y, y)[0] for y in ys]
+    if all(v is not None for v in numbers):
+        ys = [y for _, y in sorted(zip(numbers, ys, strict=True), key=lambda p: p[0])]
+    means = {panel: np.array([[np.mean([v for _, v in grid[(x, y)]]) if (x, y) in grid
+                               else np.nan for x in xs] for y in ys])
+             for panel, grid in cells.items()}
+    best = max(float(np.nanmax(m)) for m in means.values())
+    scale = best if spec.normalise == "max" else 1.0
+    if scale <= 0:
+        raise ValueError(f"cannot normalise by the best {metric} {best!r}: it is not positive")
+    lo = min(float(np.nanmin(m)) for m in means.values()) / scale
+    hi = best / scale
+    n = len(cells)
+    cols = min(n, 3)
+    fig = _figure(max(5.0, 2.2 + 0.9 * len(xs) * cols), 1.3 + 0.5 * len(ys) * math.ceil(n / cols))
+    axes = np.atleast_1d(fig.subplots(math.ceil(n / cols), cols, squeeze=False)).ravel()
+    label = metric.replace("_", " ") + (" / best" if spec.normalise == "max" else "")
+    heading = f"{label}, mean over trials" + (f" (best {best:.4f})"
+                                              if spec.normalise == "max" else "")
+    for ax, panel in zip(axes, cells, strict=False):
+        values = means[panel] / scale
+        image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto",
+                          cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+        middle = (lo + hi) / 2
+        for i, j in np.ndindex(values.shape):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if values[i, j] > middle else "white")
+        ax.set_xticks(range(len(xs)), [_swept_value(spec.x, x)[1] for x in xs])
+        ax.set_yticks(range(len(ys)), [_swept_value(spec.y, y)[1] for y in ys])
+        ax.set_xlabel(_axis_label(spec.x))
+        ax.set_ylabel(_axis_label(spec.y))
+        title = ", ".join(f"{k} = {v}" for k, v in zip(panel_keys, panel, strict=True))
+        ax.set_title(title or heading, fontsize=10)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=axes[:n].tolist(), label=label)
+    if panel_keys:
+        fig.suptitle(heading, fontsize=10)
+    name = f"{metric}_heatmap_{spec.y.rsplit('.', 1)[-1]}_vs_{spec.x.rsplit('.', 1)[-1]}"
+    columns = [*panel_keys, spec.x, spec.y, "trial", metric]
+    columns += [f"{metric}_normalised"] if spec.normalise == "max" else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for panel, grid in cells.items():
+        for x in xs:
+            for y in ys:
+                for trial, value in grid.get((x, y), []):
+                    extra = [repr(value / scale)] if spec.normalise == "max" else []
+                    writer.writerow([*panel, x, y, trial, repr(value), *extra])
+    png = _save(fig, out_dir, name)
+    return [png, rundir.atomic_write(png.with_suffix(".csv"), buffer.getvalue())]
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@ A sweep directory holds::
     <out>/
         sweep.json               the scenario and every point (index, label, overrides, hash)
         results.csv              the tidy table: one row per point and trial
-        plots/                   accuracy against the swept values (eventsim.plots.plot_sweep)
+        epochs.csv               with evaluate.every: one row per point, evaluation epoch, trial
+        plots/                   the sweep's plots (eventsim.plots.plot_sweep, a line plot,
+                                 and plot_sweep_heatmap, a heat map with its table as .csv)
         points/<hash8>/
             point.json           the point's status, error, per-trial results and wall time
             run/                 its run directory (config, meta, metrics, traces; no plots)
@@ -40,11 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from .config.scenario import load_scenario
-from .config.sweep import Point, default_plots, validate_points
+from .config.sweep import EPOCH, EPOCH_METRICS, Point, default_plots, validate_points
 from .errors import ConfigError, EventsimError
 from .rundir import atomic_write, config_hash, slugify
 
 RESULTS_FILE = "results.csv"
+EPOCHS_FILE = "epochs.csv"
 POINT_FILE = "point.json"
 SWEEP_FILE = "sweep.json"
 
@@ -58,7 +61,13 @@ def point_hash(sc) -> str:
 
 def run_point(scenario_path: str, overrides: dict, run_dir: str,
               backend: str | None = None) -> dict:
-    """Run one point into ``run_dir`` (executed by a worker); returns its per-trial results."""
+    """Run one point into ``run_dir`` (executed by a worker); returns its per-trial results.
+
+    ``results`` maps each per-trial summary value (``test_accuracy``, ...) to its
+    trials' values; with ``evaluate.every`` set, ``epochs`` lists, per epoch that
+    was evaluated, the trials' accuracies of the last evaluation after it (after
+    the last epoch: the final evaluation, the one ``results`` repeats).
+    """
     from .api import execute  # noqa: PLC0415  (keeps the module light for the CLI)
 
     sc = load_scenario(scenario_path, overrides)
@@ -68,7 +77,16 @@ def run_point(scenario_path: str, overrides: dict, run_dir: str,
         arr = np.asarray(value)
         if arr.ndim == 1 and arr.size == sc.spec.trials:
             per_trial[key] = [float(v) for v in arr]
+    epochs: dict[int, dict[str, list]] = {}
+    if sc.spec.evaluate.every:
+        for row in run.result.metrics:  # in time order: a later evaluation replaces one
+            column = EPOCH_METRICS.get(row["metric"])
+            if column is not None and row["epoch"] is not None:
+                values = epochs.setdefault(int(row["epoch"]), {}).setdefault(
+                    column, [None] * sc.spec.trials)
+                values[int(row["trial"])] = float(row["value"])
     return {"seeds": sc.seeds, "results": per_trial,
+            "epochs": [{"epoch": e, "results": epochs[e]} for e in sorted(epochs)],
             "wall_time_s": float(run.result.wall_time_s)}
 
 
@@ -195,6 +213,7 @@ def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
                   "variant": task.point.variant, "overrides": task.point.overrides,
                   "status": status, "error": error, "seeds": task.seeds,
                   "results": (outcome or {}).get("results", {}),
+                  "epochs": (outcome or {}).get("epochs", []),
                   "wall_time_s": (outcome or {}).get("wall_time_s")}
         pdir = directory / "points" / task.hash
         atomic_write(pdir / POINT_FILE, json.dumps(record, indent=2) + "\n")
@@ -274,14 +293,21 @@ def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
     result.finished = sum(r["status"] == "finished" for r in records.values())
     result.failed = sum(r["status"] == "failed" for r in records.values())
     if plots and result.finished:
-        from .plots import plot_sweep  # noqa: PLC0415
+        from .plots import plot_sweep, plot_sweep_heatmap  # noqa: PLC0415
 
         sweep = base.spec.sweep
+        epoch_rows = _rows(tasks, records, by_epoch=True)
         for spec in default_plots(sweep):
+            axes = spec.axes().values()
+            rows = epoch_rows if EPOCH in axes else result.rows
             panels = (["variant"] if sweep.variants else []) + [
-                k for k in sweep.grid if k not in (spec.x, spec.lines)]
-            result.plots.append(plot_sweep(result.rows, spec, directory / "plots",
-                                           panels=panels))
+                k for k in sweep.grid if k not in axes]
+            if spec.kind == "heatmap":
+                result.plots += plot_sweep_heatmap(rows, spec, directory / "plots",
+                                                   panels=panels)
+            else:
+                result.plots.append(plot_sweep(rows, spec, directory / "plots",
+                                               panels=panels))
     return result
 
 
@@ -292,8 +318,12 @@ def _read_record(pdir: Path) -> dict | None:
         return None
 
 
-def _rows(tasks: list[_Task], records: dict[int, dict]) -> list[dict]:
-    """One row per point (in point order) and trial; unfinished points have none."""
+def _rows(tasks: list[_Task], records: dict[int, dict], by_epoch: bool = False) -> list[dict]:
+    """One row per point (in point order) and trial; unfinished points have none.
+
+    ``by_epoch``: one row per finished point, evaluation epoch (column ``epoch``,
+    before ``trial``) and trial, with that evaluation's accuracies.
+    """
     params = []
     for task in tasks:
         for key in task.point.overrides:
@@ -305,23 +335,32 @@ def _rows(tasks: list[_Task], records: dict[int, dict]) -> list[dict]:
         record = records.get(task.point.index)
         if record is None:
             continue
-        for k in range(task.trials):
-            row = {"point": task.point.index}
-            if with_variant:
-                row["variant"] = task.point.variant
-            row.update({key: task.point.overrides.get(key) for key in params})
-            row.update({"trial": k, "seed": task.seeds[k], "status": record["status"]})
-            for metric, values in record["results"].items():
-                row[metric] = values[k]
-            row["wall_time_s"] = record["wall_time_s"]
-            row["error"] = record["error"]
-            row["run_dir"] = f"points/{task.hash}/run"
-            rows.append(row)
+        if by_epoch:
+            blocks = [(e["epoch"], e["results"]) for e in record.get("epochs", [])]
+        else:
+            blocks = [(None, record["results"])]
+        for epoch, results in blocks:
+            for k in range(task.trials):
+                row = {"point": task.point.index}
+                if with_variant:
+                    row["variant"] = task.point.variant
+                row.update({key: task.point.overrides.get(key) for key in params})
+                if by_epoch:
+                    row["epoch"] = epoch
+                row.update({"trial": k, "seed": task.seeds[k], "status": record["status"]})
+                for metric, values in results.items():
+                    row[metric] = values[k]
+                if not by_epoch:
+                    row["wall_time_s"] = record["wall_time_s"]
+                    row["error"] = record["error"]
+                row["run_dir"] = f"points/{task.hash}/run"
+                rows.append(row)
     return rows
 
 
-def _write_table(directory: Path, tasks, records) -> Path:
-    rows = _rows(tasks, records)
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as CSV, columns in order of appearance with wall time, error and run
+    directory last."""
     columns: list[str] = []
     for row in rows:
         for key in row:
@@ -334,7 +373,15 @@ def _write_table(directory: Path, tasks, records) -> Path:
     writer.writerow(columns)
     for row in rows:
         writer.writerow(["" if row.get(c) is None else _cell(row[c]) for c in columns])
-    return atomic_write(directory / RESULTS_FILE, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue())
+
+
+def _write_table(directory: Path, tasks, records) -> Path:
+    """Rewrite results.csv, and epochs.csv when any finished point has evaluation epochs."""
+    epoch_rows = _rows(tasks, records, by_epoch=True)
+    if epoch_rows:
+        _write_csv(directory / EPOCHS_FILE, epoch_rows)
+    return _write_csv(directory / RESULTS_FILE, _rows(tasks, records))
 
 
 def _cell(value):

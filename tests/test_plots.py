@@ -143,22 +143,6 @@ def test_readout_without_phases_uses_recording_windows(synthetic_run, tmp_path):
     assert path.name == "readout_mem_h1.png" and png_size_and_colours(path)[2] > 20
 
 
-def test_memory_capacity_normalised_by_best(tmp_path):
-    for n, top in ((2, 0.3), (6, 0.8), (32, 0.9)):
-        run = RunDir.create(tmp_path, scenario_name=f"cap{n}",
-                            resolved_config={"rule": {"memory": n}})
-        run.add_metrics([dict(phase="train", epoch=e, tick=e * 100, trial=t,
-                              metric="accuracy/test", value=top * e / 4 + 0.01 * t)
-                         for e in range(1, 5) for t in range(2)])
-        run.flush_metrics()
-    runs = sorted(p for p in tmp_path.glob("cap*/*"))
-    table = plots.capacity_from_runs(runs)
-    assert sorted(table) == [2, 6, 32]
-    assert table[32][-1] == pytest.approx(0.905)
-    path = plots.plot_memory_capacity(table, tmp_path / "plots")
-    assert png_size_and_colours(path)[2] > 20
-
-
 def test_graph_from_config_kinds_and_layout():
     graph = plots.graph_from_config(NETWORK)
     assert graph.edges["mem_h1", "h1"]["kind"] == "modulatory"

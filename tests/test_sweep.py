@@ -72,6 +72,9 @@ def test_grid_and_variants_expand_in_order():
     assert pts[6].overrides == {"rule.memory": 3, "rule.gamma": 1, "rule.trace": 0}
 
 
+PLOTS = "sweep:\n  grid: {rule.gamma: [1, 2]}\n  plots:\n"
+
+
 @pytest.mark.parametrize("sweep, line, field, words", [
     ("sweep: {grid: {rule.gamma: []}}", 10, "sweep.grid", "at least one value"),
     ("sweep: {grid: {rule.gamma: [{a: 1}]}}", 10, "sweep.grid", "scalars"),
@@ -81,8 +84,27 @@ def test_grid_and_variants_expand_in_order():
     ("sweep: {grid: {rule.gamma: [1]}, variants: [{rule.gamma: 2}]}", 10, "sweep",
      "both the grid and a variant"),
     ("sweep: {variants: [{name: a}, {name: a}]}", 10, "sweep.variants", "same name"),
-    ("sweep: {grid: {rule.gamma: [1]}, plots: [{x: rule.memory}]}", 10, "sweep",
+    ("sweep: {grid: {rule.gamma: [1]}, plots: [{x: rule.memory}]}", 10, "sweep.plots[0].x",
      "not a grid key"),
+    # plots: kinds and their fields, axes against the grid and the scenario
+    (PLOTS + "    - {kind: heat, x: rule.gamma}\n", 13, "sweep.plots[0].kind",
+     "invalid value 'heat'"),
+    (PLOTS + "    - {x: rule.gamma}\n    - {kind: heatmap, x: rule.gamma}\n", 14,
+     "sweep.plots[1]", "a heatmap needs a y axis"),
+    (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: rule.gamma}\n", 13, "sweep.plots[0]",
+     "two different axes"),
+    (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: epoch, lines: rule.gamma}\n", 13,
+     "sweep.plots[0]", "has no lines"),
+    (PLOTS + "    - {x: rule.gamma, normalise: max}\n", 13, "sweep.plots[0]",
+     "heatmaps only"),
+    (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: epoch, normalise: best}\n", 13,
+     "sweep.plots[0].normalise", "invalid value 'best'"),
+    (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: rule.memory}\n", 13, "sweep.plots[0].y",
+     "'rule.memory' is not a grid key or 'epoch'"),
+    (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: epoch}\n", 13, "sweep.plots[0].y",
+     "the epoch axis needs evaluations during training"),
+    ("evaluate: {every: 1}\n" + PLOTS + "    - {x: epoch, metric: weight_ratio}\n", 14,
+     "sweep.plots[0].metric", "'weight_ratio' is not recorded per epoch"),
     ("sweep: {grids: {}}", 10, "sweep.grids", "unknown field"),
 ])
 def test_bad_sweep_blocks_are_located(sweep, line, field, words):
@@ -254,3 +276,80 @@ def test_validate_checks_every_point(tmp_path, capsys):
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:12: sweep.grid.rule.memory[1]: rule.memory = -1 is not valid" in err
+
+
+# ================================================================ heat map
+HEAT = f"""name: tiny heat map
+network: {REPO / "networks" / "perceptron.yaml"}
+seed: 3
+trials: 2
+dataset: {{name: linear, params: {{samples: 20, test_samples: 50}}}}
+timing: {{dt: 1 ms, sample: 5 ms}}
+rule: {{name: hsic, gamma: 5, memory: 4, lr: {{eta: 0.05}}}}
+phases:
+  - {{name: train, epochs: 2, learn: [layers]}}
+evaluate: {{every: 1}}
+sweep:
+  grid: {{rule.memory: [2, 6]}}
+  plots:
+    - {{kind: heatmap, x: rule.memory, y: epoch, normalise: max}}
+"""
+
+
+def _last_evaluations(run_dir: Path) -> dict[tuple[int, int], float]:
+    """(epoch, trial) -> accuracy/test of the last evaluation after that epoch, read from
+    the run's metrics.csv."""
+    out = {}
+    with open(run_dir / "metrics.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["metric"] == "accuracy/test" and row["epoch"] != "":
+                out[(int(row["epoch"]), int(row["trial"]))] = float(row["value"])
+    return out
+
+
+def test_heatmap_over_epochs_writes_normalised_table_and_plot(tmp_path):
+    path = tmp_path / "heat.yaml"
+    path.write_text(HEAT, encoding="utf-8")
+    res = run_sweep(path, out=tmp_path / "h", log=lambda _: None)
+    assert res.finished == 2
+    # epochs.csv: one row per point, evaluation epoch and trial, as each run logged it
+    with open(res.directory / "epochs.csv", newline="", encoding="utf-8") as fh:
+        epochs = list(csv.DictReader(fh))
+    assert [(r["rule.memory"], r["epoch"], r["trial"]) for r in epochs] == [
+        (n, e, t) for n in ("2", "6") for e in ("1", "2") for t in ("0", "1")]
+    for r in epochs:
+        logged = _last_evaluations(res.directory / r["run_dir"])
+        assert float(r["test_accuracy"]) == logged[(int(r["epoch"]), int(r["trial"]))]
+    # after the last epoch: the final evaluation, the value results.csv holds
+    final = {(r["rule.memory"], r["trial"]): r["test_accuracy"]
+             for r in load_results(res.directory)}
+    assert all(r["test_accuracy"] == final[(r["rule.memory"], r["trial"])]
+               for r in epochs if r["epoch"] == "2")
+    # the heat map's table: N, epoch, trial, accuracy, accuracy / best cell mean
+    png, table = res.plots
+    assert png.name == "test_accuracy_heatmap_epoch_vs_memory.png"
+    assert png.stat().st_size > 1000 and table == png.with_suffix(".csv")
+    with open(table, newline="", encoding="utf-8") as fh:
+        cells = list(csv.DictReader(fh))
+    assert list(cells[0]) == ["rule.memory", "epoch", "trial", "test_accuracy",
+                              "test_accuracy_normalised"]
+    key = ("rule.memory", "epoch", "trial", "test_accuracy")
+    assert [tuple(c[k] for k in key) for c in cells] == [tuple(r[k] for k in key)
+                                                         for r in epochs]
+    means: dict = {}
+    for c in cells:
+        means.setdefault((c["rule.memory"], c["epoch"]), []).append(float(c["test_accuracy"]))
+    best = max(sum(v) / len(v) for v in means.values())
+    normalised = [float(c["test_accuracy_normalised"]) for c in cells]
+    assert normalised == pytest.approx([float(c["test_accuracy"]) / best for c in cells])
+    assert len(set(normalised)) > 1
+
+
+def test_a_bad_plot_spec_is_a_one_line_cli_error(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(HEAT.replace("evaluate: {every: 1}\n", ""), encoding="utf-8")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"eventsim: error: {path}:13: sweep.plots[0].y: the epoch axis needs "
+                   "evaluations during training (hint: set evaluate: {every: N} (epochs))")
+    assert not (tmp_path / "o").exists()

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from . import channels
 from .network import Network, network_from_doc
 from .schema import Duration, NonNeg, PosInt, Probability, Strict, validate
-from .sweep import Sweep
+from .sweep import Sweep, check_plots
 from .yamlfile import YamlDoc, load_yaml, parse_yaml
 
 RULES = ("hsic", "phsic", "backprop")
@@ -334,6 +334,8 @@ def _check(sc: Scenario) -> None:
     if sc.spec.checkpoint.every and sc.spec.rule.name == "backprop":
         raise sc.error(("checkpoint", "every"), "the backprop baseline does not checkpoint",
                        "remove checkpoint, or use rule hsic or phsic")
+    if sc.spec.sweep is not None:
+        check_plots(sc)
     _check_ticks(sc)
 
 

@@ -11,19 +11,25 @@
         - {name: linear, network: ../networks/perceptron.yaml, dataset.name: linear}
       plots:                             # default: the first grid key against the second
         - {x: modulator.all.delay, lines: rule.trace}
+        - {kind: heatmap, x: rule.memory, y: epoch, normalise: max}
 
 A *point* is one variant (or the bare scenario when there are none) with one
 grid combination applied on top; every point is validated like a scenario of
 its own before anything runs, and an invalid value is reported at its place in
 the ``sweep`` block. A path may be set by the grid or by the variants, not
 both. ``name`` in a variant labels it (it is not an override).
+
+A plot's axes are grid keys or ``epoch``: the evaluations after every
+``evaluate.every`` epochs of each run (then the scenario must set
+``evaluate.every``). :func:`check_plots` checks the axes against the grid and
+the scenario, each error located at the offending field.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -31,6 +37,11 @@ from ..errors import ConfigError
 from .schema import Strict
 
 SCALARS = (str, int, float, bool)
+EPOCH = "epoch"
+"""The plot axis of the evaluation epochs (not a grid key)."""
+EPOCH_METRICS = {"accuracy/test": "test_accuracy", "accuracy/train": "train_accuracy"}
+"""The metrics.csv rows logged at each evaluation -> the metric a plot with an epoch axis
+names (the columns of a sweep's epochs.csv)."""
 
 
 def _check_path(path: str) -> str:
@@ -50,12 +61,41 @@ def _check_value(path: str, value):
 
 
 class SweepPlot(Strict):
-    """Mean ± SD over trials of ``metric`` against the values of ``x``, one line per value
-    of ``lines``; one panel per variant and combination of the other grid keys."""
+    """One figure of a sweep's ``metric`` (mean over trials).
 
+    ``kind: line``: mean ± SD against the values of ``x``, one line per value of
+    ``lines``. ``kind: heatmap``: one cell per value of ``x`` (columns) and ``y``
+    (rows), annotated with its mean; ``normalise: max`` divides every value by
+    the largest cell mean of the whole sweep, so the best cell is 1. Either kind
+    draws one panel per variant and combination of the other grid keys.
+    """
+
+    kind: Literal["line", "heatmap"] = "line"
     x: str
+    y: str | None = None
     lines: str | None = None
     metric: str = "test_accuracy"
+    normalise: Literal["none", "max"] = "none"
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self):
+        if self.kind == "line":
+            if self.y is not None:
+                raise ValueError("a line plot has no y axis (its y is the metric)")
+            if self.normalise != "none":
+                raise ValueError("normalise applies to heatmaps only")
+        else:
+            if self.y is None:
+                raise ValueError("a heatmap needs a y axis (a grid key or epoch)")
+            if self.lines is not None:
+                raise ValueError("a heatmap has no lines")
+            if self.y == self.x:
+                raise ValueError("a heatmap needs two different axes")
+        return self
+
+    def axes(self) -> dict[str, str]:
+        """The axis fields that are set: ``{field: grid key or 'epoch'}``."""
+        return {f: v for f in ("x", "y", "lines") if (v := getattr(self, f)) is not None}
 
 
 class Sweep(Strict):
@@ -102,10 +142,6 @@ class Sweep(Strict):
         both = set(self.grid) & {p for v in self.variants for p in v if p != "name"}
         if both:
             raise ValueError(f"{sorted(both)[0]} is set by both the grid and a variant")
-        for plot in self.plots or []:
-            for key in (plot.x, plot.lines):
-                if key is not None and key not in self.grid:
-                    raise ValueError(f"plot axis {key!r} is not a grid key")
         return self
 
 
@@ -143,6 +179,28 @@ def default_plots(sweep: Sweep) -> list[SweepPlot]:
     if not keys:
         return []
     return [SweepPlot(x=keys[0], lines=keys[1] if len(keys) > 1 else None)]
+
+
+def check_plots(sc) -> None:
+    """Every axis of ``sc.spec.sweep.plots`` is a grid key, or ``epoch`` when the scenario
+    evaluates every few epochs and the plot's metric is one of :data:`EPOCH_METRICS`;
+    otherwise a ConfigError at ``sweep.plots[i].<field>``."""
+    sweep = sc.spec.sweep
+    for i, plot in enumerate(sweep.plots or []):
+        for field, key in plot.axes().items():
+            if key == EPOCH:
+                if not sc.spec.evaluate.every:
+                    raise sc.error(("sweep", "plots", i, field),
+                                   "the epoch axis needs evaluations during training",
+                                   "set evaluate: {every: N} (epochs)")
+                if plot.metric not in EPOCH_METRICS.values():
+                    raise sc.error(("sweep", "plots", i, "metric"),
+                                   f"metric {plot.metric!r} is not recorded per epoch",
+                                   "one of " + ", ".join(EPOCH_METRICS.values()))
+            elif key not in sweep.grid:
+                raise sc.error(("sweep", "plots", i, field),
+                               f"plot axis {key!r} is not a grid key or {EPOCH!r}",
+                               "one of " + ", ".join([*sweep.grid, EPOCH]))
 
 
 def validate_points(sc, load, base: dict | None = None) -> list[tuple[Point, Any]]:
