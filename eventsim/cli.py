@@ -123,11 +123,14 @@ def cmd_sweep(args) -> int:
     result = run_sweep(args.scenario, out=args.out, workers=args.workers,
                        scheduler=args.scheduler, backend=args.backend,
                        overrides=_parse_set(args.set), plots=not args.no_plots,
+                       table_format=args.format,
                        log=(lambda _line: None) if args.quiet else print)
     for line in summarise(result.rows):
         print(line)
     print(f"results: {result.table} ({len(result.rows)} rows; {result.finished} point(s) "
           f"finished, {result.failed} failed, {result.skipped} skipped as already finished)")
+    if result.parquet is not None:
+        print(f"results: {result.parquet} (the same table, Parquet)")
     if (result.directory / EPOCHS_FILE).is_file():
         print(f"accuracy per evaluation epoch: {result.directory / EPOCHS_FILE}")
     for path in result.plots:
@@ -192,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a field of every point by dotted path")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                   help="table format: csv (default) or parquet (results.parquet as well as "
+                        "results.csv; needs eventsim[parquet])")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="regenerate the plots of a run directory from its files")

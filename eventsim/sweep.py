@@ -5,6 +5,7 @@ A sweep directory holds::
     <out>/
         sweep.json               the scenario and every point (index, label, overrides, hash)
         results.csv              the tidy table: one row per point and trial
+        results.parquet          the same table with typed columns (``table_format="parquet"``)
         epochs.csv               with evaluate.every: one row per point, evaluation epoch, trial
         plots/                   the sweep's plots (eventsim.plots.plot_sweep, a line plot,
                                  and plot_sweep_heatmap, a heat map with its table as .csv)
@@ -48,6 +49,8 @@ from .rundir import atomic_write, config_hash, slugify
 
 RESULTS_FILE = "results.csv"
 EPOCHS_FILE = "epochs.csv"
+PARQUET_FILE = "results.parquet"
+TABLE_FORMATS = ("csv", "parquet")
 POINT_FILE = "point.json"
 SWEEP_FILE = "sweep.json"
 
@@ -110,6 +113,7 @@ class SweepResult:
     failed: int = 0
     skipped: int = 0
     plots: list[Path] = field(default_factory=list)
+    parquet: Path | None = None
 
 
 class _Inline(cf.Executor):
@@ -159,12 +163,21 @@ def _error_text(exc: BaseException) -> str:
 
 def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
               backend: str | None = None, overrides: dict | None = None, log=print,
-              runner=run_point, plots: bool = True) -> SweepResult:
+              runner=run_point, plots: bool = True,
+              table_format: str = "csv") -> SweepResult:
     """Run (or complete) the sweep of the scenario at ``path``; see the module docstring.
 
     ``overrides`` (dotted keys) apply to every point, below the sweep's own values.
     ``runner`` is the function each point runs (default :func:`run_point`).
+    ``table_format="parquet"`` also writes the table as ``results.parquet`` at the end
+    (needs pyarrow: ``pip install 'eventsim[parquet]'``); ``results.csv`` is always
+    written, after every point.
     """
+    if table_format not in TABLE_FORMATS:
+        raise EventsimError(f"table format {table_format!r}: expected one of "
+                            f"{', '.join(TABLE_FORMATS)}")
+    if table_format == "parquet":
+        _pyarrow()  # fail before any point runs
     overrides = dict(overrides or {})
     path = Path(path)
     base = load_scenario(path, overrides)
@@ -292,6 +305,8 @@ def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
                          skipped=skipped)
     result.finished = sum(r["status"] == "finished" for r in records.values())
     result.failed = sum(r["status"] == "failed" for r in records.values())
+    if table_format == "parquet":
+        result.parquet = write_parquet(directory / PARQUET_FILE, result.rows)
     if plots and result.finished:
         from .plots import plot_sweep, plot_sweep_heatmap  # noqa: PLC0415
 
@@ -361,13 +376,7 @@ def _rows(tasks: list[_Task], records: dict[int, dict], by_epoch: bool = False) 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
     """``rows`` as CSV, columns in order of appearance with wall time, error and run
     directory last."""
-    columns: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
-    tail = ["wall_time_s", "error", "run_dir"]
-    columns = [c for c in columns if c not in tail] + [c for c in tail if c in columns]
+    columns = _table_columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -386,6 +395,73 @@ def _write_table(directory: Path, tasks, records) -> Path:
 
 def _cell(value):
     return repr(value) if isinstance(value, float) else value
+
+
+def _table_columns(rows: list[dict]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    tail = ["wall_time_s", "error", "run_dir"]
+    return [c for c in columns if c not in tail] + [c for c in tail if c in columns]
+
+
+def typed_columns(rows: list[dict]) -> dict[str, tuple[str, list]]:
+    """The table's columns for a typed format: ``{name: (type, values)}``.
+
+    ``type`` is ``bool``, ``int64`` or ``float64`` when every non-missing value of the column
+    is of that kind (ints and floats together give ``float64``), else ``string`` with each
+    value as the CSV writes it (so ``rule.trace`` = 0, 20, tick gives "0", "20", "tick").
+    Missing values are ``None``.
+    """
+    out = {}
+    for column in _table_columns(rows):
+        values = [row.get(column) for row in rows]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, (bool, np.bool_)) for v in present):
+            kind = "bool"
+            values = [None if v is None else bool(v) for v in values]
+        elif present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                             for v in present):
+            kind = "int64"
+            values = [None if v is None else int(v) for v in values]
+        elif present and all(isinstance(v, (int, float, np.integer, np.floating))
+                             and not isinstance(v, bool) for v in present):
+            kind = "float64"
+            values = [None if v is None else float(v) for v in values]
+        else:
+            kind = "string"
+            values = [None if v is None else str(_cell(v)) for v in values]
+        out[column] = (kind, values)
+    return out
+
+
+def _pyarrow():
+    try:
+        import pyarrow  # noqa: PLC0415
+        import pyarrow.parquet  # noqa: F401, PLC0415
+    except ImportError:
+        raise EventsimError("the Parquet table needs pyarrow "
+                            "(hint: pip install 'eventsim[parquet]', or use --format csv)") \
+            from None
+    return pyarrow
+
+
+def write_parquet(path, rows: list[dict]) -> Path:
+    """Write the tidy table ``rows`` to ``path`` as Parquet with typed columns
+    (:func:`typed_columns`); needs pyarrow."""
+    pa = _pyarrow()
+    columns = typed_columns(rows)
+    types = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(),
+             "string": pa.string()}
+    table = pa.table({name: pa.array(values, type=types[kind])
+                      for name, (kind, values) in columns.items()})
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pa.parquet.write_table(table, tmp)
+    tmp.replace(path)
+    return path
 
 
 def load_results(path) -> list[dict]:

@@ -353,3 +353,51 @@ def test_a_bad_plot_spec_is_a_one_line_cli_error(tmp_path, capsys):
     assert err == (f"eventsim: error: {path}:13: sweep.plots[0].y: the epoch axis needs "
                    "evaluations during training (hint: set evaluate: {every: N} (epochs))")
     assert not (tmp_path / "o").exists()
+
+
+# ================================================================ parquet
+def test_typed_columns_keep_numbers_numeric_and_mixed_values_as_csv_text():
+    from eventsim.sweep import typed_columns
+
+    rows = [{"point": 0, "modulator.all.delay": 0, "rule.trace": 0, "trial": 0,
+             "status": "finished", "test_accuracy": 0.5, "wall_time_s": 1, "error": "",
+             "run_dir": "points/a/run"},
+            {"point": 1, "modulator.all.delay": 20, "rule.trace": "tick", "trial": 0,
+             "status": "failed", "test_accuracy": None, "wall_time_s": 2.5, "error": "boom",
+             "run_dir": "points/b/run"}]
+    cols = typed_columns(rows)
+    assert list(cols) == ["point", "modulator.all.delay", "rule.trace", "trial", "status",
+                          "test_accuracy", "wall_time_s", "error", "run_dir"]
+    assert cols["modulator.all.delay"] == ("int64", [0, 20])
+    assert cols["rule.trace"] == ("string", ["0", "tick"])
+    assert cols["test_accuracy"] == ("float64", [0.5, None])
+    assert cols["wall_time_s"] == ("float64", [1.0, 2.5])
+
+
+def test_cli_sweep_parquet_table_matches_the_csv(tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = _write(tmp_path, GRID)
+    out = tmp_path / "pq"
+    assert main(["sweep", str(path), "--out", str(out), "--set", "trials=1", "--no-plots",
+                 "--format", "parquet"]) == 0
+    text = capsys.readouterr().out
+    assert f"results: {out / 'results.parquet'} (the same table, Parquet)" in text
+    table = pq.read_table(out / "results.parquet").to_pylist()
+    rows = load_results(out)
+    assert len(table) == len(rows) == 4
+    assert [r["rule.trace"] for r in table] == ["0", "tick", "0", "tick"]
+    for typed, text in zip(table, rows, strict=True):
+        assert list(typed) == list(text)
+        assert typed["point"] == int(text["point"]) and typed["seed"] == int(text["seed"])
+        assert typed["test_accuracy"] == float(text["test_accuracy"])
+
+
+def test_parquet_without_pyarrow_is_a_one_line_error_before_any_point(tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # import fails
+    out = tmp_path / "none"
+    assert main(["sweep", str(_write(tmp_path, GRID)), "--out", str(out),
+                 "--format", "parquet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install 'eventsim[parquet]'" in err
+    assert not out.exists()
