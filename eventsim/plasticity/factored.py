@@ -51,7 +51,9 @@ class FactoredUpdates:
         self.decay = 1.0
         self.pending = False
         self.fresh = False
-        """Whether ``wx``, ``vx`` and ``xx`` belong to the current input."""
+        """Whether ``wx`` and ``xx`` belong to the current input."""
+        self.vx_fresh = False
+        """Whether ``vx`` does (computed at the first update of a sample)."""
 
     def reset(self) -> None:
         """Forget the pending updates (after a commit, or when W or v are restored)."""
@@ -60,13 +62,14 @@ class FactoredUpdates:
             self.b[...] = 0.0
         self.c, self.decay = 0.0, 1.0
         self.pending = False
-        self.fresh = False
+        self.fresh = self.vx_fresh = False
 
     def add(self, a) -> None:
         """Record one delivered update ``a xᵀ`` (``a`` (K, n) already holds ``−η``)."""
         if self.b is None:
             self.w += a
         else:
+            self._velocity_drive()
             self.b *= self.b.dtype.type(self.momentum)
             self.b += a
             self.decay *= self.momentum
@@ -74,19 +77,25 @@ class FactoredUpdates:
             self.w += self.b
         self.pending = True
 
+    def _velocity_drive(self):
+        """``v_0 x``, computed once per sample, when the first update needs it."""
+        if not self.vx_fresh:
+            x = self.layer.pre.z
+            self.xp.matmul(self.velocity, x[..., None], out=self.vx[..., None])
+            self.vx_fresh = True
+        return self.vx
+
     def drive(self, out) -> None:
         """``W x`` with the pending updates, into ``out`` (K, n)."""
         xp, x = self.xp, self.layer.pre.z
         if not self.fresh:
             xp.matmul(self.layer.W, x[..., None], out=self.wx[..., None])
-            if self.vx is not None:
-                xp.matmul(self.velocity, x[..., None], out=self.vx[..., None])
             xp.sum(x * x, axis=-1, keepdims=True, out=self.xx)
             self.fresh = True
         xp.multiply(self.xx, self.w, out=out)
         out += self.wx
         if self.pending and self.vx is not None:
-            out += self.vx * self.vx.dtype.type(self.c)
+            out += self._velocity_drive() * self.vx.dtype.type(self.c)
 
     def effective_weights(self):
         """``W_0 + C v_0 + w xᵀ`` (a new array; ``layer.W`` itself when nothing is pending)."""
@@ -121,7 +130,7 @@ class FactoredUpdates:
             self.b[...] = xp.asarray(state["b"])
         self.c, self.decay = float(state["c"]), float(state["decay"])
         self.pending = bool(state["pending"])
-        self.fresh = False
+        self.fresh = self.vx_fresh = False
 
     def commit(self) -> None:
         """Write the pending updates into ``W`` and ``v``; call before the input changes."""
