@@ -226,6 +226,41 @@ def test_clamped_layer_holds_the_data_signal_and_the_readout_learns_its_xi():
     np.testing.assert_allclose(xi_trace, xi[t_trace], rtol=1e-6)
 
 
+def test_reservoir_input_and_teacher_are_those_of_the_same_tick():
+    """No hidden delay in the engine: the reservoir step of tick t is driven by the sample
+    shown at tick t (DL Eq. 9), and the readout learns against the ξ of tick t (DL Eq. 10)."""
+    runner, probes = _reservoir_test_runner()
+    u_probe = runner.sim.probe("mem.u")
+    runner.run()
+    res = runner.sim.populations["mem"]
+    data = reservoir_test(2, 0, samples=7, x_dim=6, z_dim=3)
+    (_, x), (_, z), (_, u) = probes["x.z"].data(), probes["z.z"].data(), u_probe.data()
+    (_, r), (_, ro) = probes["mem.r"].data(), probes["mem.readout"].data()
+    (_, W_o), (_, xi) = probes["mem.W_o"].data(), probes["z.xi"].data()
+    decay = float(res.decay)
+    for k in range(2):
+        A, B, C = (np.asarray(m[k], dtype=np.float64) for m in (res.A, res.B, res.C))
+        for t in range(1, len(u)):
+            i = int(np.flatnonzero((data.x[k] == x[t, k]).all(-1))[0])
+            r_in = np.concatenate([x[t, k], data.y[k, i], z[t, k]])  # the taps x, y, z of tick t
+            drive = u[t, k] - decay * u[t - 1, k] - A @ r[t - 1, k] - C @ ro[t - 1, k]
+            np.testing.assert_allclose(drive, B @ r_in, rtol=0, atol=1e-5, err_msg=f"tick {t}")
+    # the engine's rule replayed on the probed rates and readouts against ξ of the same tick
+    # gives the engine's W_o bit for bit; against the ξ of the previous tick it does not
+    train = 300
+    for lag in (0, 1):
+        stub = Reservoir.__new__(Reservoir)
+        stub.r, stub.r_o, stub.W_o = (np.zeros_like(a[0]) for a in (r, ro, W_o))
+        rule = ReadoutLearning(stub, eta0=1e-2, tau_decay_ticks=1000.0, tau_lpf_ticks=2.0,
+                               backend=F32)
+        same = True
+        for t in range(train):
+            stub.r[...], stub.r_o[...] = r[t], ro[t]
+            rule.step(t, xi[max(t - lag, 0)])
+            same = same and np.array_equal(stub.W_o, W_o[t])
+        assert same == (lag == 0)
+
+
 def test_clamped_layer_errors_name_file_line_and_field():
     with pytest.raises(ConfigError, match=r"takes no feed-forward input") as info:
         parse_network("""
