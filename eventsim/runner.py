@@ -106,7 +106,8 @@ def make_simulator(sc: Scenario, ds: Dataset, backend: Backend) -> Simulator:
     return Simulator(sc.network, seeds=sc.seeds, backend=backend, dt_ms=t.dt,
                      sample_ticks=sample_ticks, label_dim=ds.label_dim,
                      rules=build_rules(sc, ds), modulator=sc.spec.modulator.source,
-                     readout=ReadoutRule(eta0=ro.eta0, tau_decay_ms=ro.decay, tau_lpf_ms=ro.lpf),
+                     readout=ReadoutRule(eta0=ro.eta0, tau_decay_ms=ro.decay, tau_lpf_ms=ro.lpf,
+                                         reward=ro.reward),
                      channel_overrides=overrides)
 
 

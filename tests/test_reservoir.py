@@ -35,13 +35,17 @@ def _reservoir(seeds, *, n=20, n_in=3, n_out=2, seed=None, readout=0.1, backend=
 
 
 # ============================================================ readout rule
-def test_readout_rule_matches_eq10_eq13_loop():
-    """W_o, P̄ and r̄_o tick by tick against DL Eq. 10 with the Eq. 13 filters, η decay."""
+@pytest.mark.parametrize("reward", ["total", "per_output"])
+def test_readout_rule_matches_eq10_eq13_loop(reward):
+    """W_o, P̄ and r̄_o tick by tick against DL Eq. 10 with the Eq. 13 filters, η decay.
+
+    ``per_output`` (not the paper's): one reward P_o, filter P̄_o and gate M_o per element."""
     seeds, n, n_out, ticks = [3, 8], 20, 2, 120
     eta0, tau_decay, tau_lpf, t_on, zo = 0.05, 40.0, 4.0, 10, 0.1
+    per_output = reward == "per_output"
     res = _reservoir(seeds, n=n, n_out=n_out, readout=zo)
     ro = ReadoutLearning(res, eta0=eta0, tau_decay_ticks=tau_decay, tau_lpf_ticks=tau_lpf,
-                         backend=F64)
+                         backend=F64, reward=reward)
     ro.t_on = t_on
     rng = np.random.default_rng(5)
     r_in = rng.uniform(-1, 1, size=(ticks, len(seeds), 3))
@@ -60,25 +64,30 @@ def test_readout_rule_matches_eq10_eq13_loop():
     for k, s in enumerate(seeds):
         zeta = reference_generator(s, "mem/readout_noise").uniform(-zo, zo, size=(ticks, n_out))
         W = [[0.0] * n for _ in range(n_out)]
-        p_bar, ro_bar = 0.0, [0.0] * n_out
+        p_bar, ro_bar = [0.0] * n_out, [0.0] * n_out  # one P̄ (entry 0) unless per output
         for t in range(ticks):
             r = rates[t][k]
             # the readout of this tick is made with the weights of the previous tick
             r_o = [sum(W[o][j] * r[j] for j in range(n)) + zeta[t, o] for o in range(n_out)]
             np.testing.assert_allclose(readouts[t][k], r_o, rtol=1e-12, atol=1e-13)
             if t >= t_on:
-                P = -sum((r_o[o] - xi[t, k, o]) ** 2 for o in range(n_out))
-                p_bar = (1 - a) * p_bar + a * P          # filters first (DL Eq. 13)
+                if per_output:
+                    P = [-(r_o[o] - xi[t, k, o]) ** 2 for o in range(n_out)]
+                else:
+                    P = [-sum((r_o[o] - xi[t, k, o]) ** 2 for o in range(n_out))] * n_out
+                # filters first (DL Eq. 13)
+                p_bar = [(1 - a) * p_bar[o] + a * P[o] for o in range(n_out)]
                 ro_bar = [(1 - a) * ro_bar[o] + a * r_o[o] for o in range(n_out)]
-                M = 1.0 if P > p_bar else 0.0
+                M = [1.0 if P[o] > p_bar[o] else 0.0 for o in range(n_out)]
                 eta = eta0 / (1 + (t - t_on) / tau_decay) if t > t_on else 0.0
                 for o in range(n_out):
                     for j in range(n):
-                        W[o][j] += eta * M * (r_o[o] - ro_bar[o]) * r[j]
-                changed += M > 0 and t > t_on
+                        W[o][j] += eta * M[o] * (r_o[o] - ro_bar[o]) * r[j]
+                changed += max(M) > 0 and t > t_on
             np.testing.assert_allclose(weights[t][k], W, rtol=1e-10, atol=1e-13,
                                        err_msg=f"trial {k} tick {t}")
-            np.testing.assert_allclose(filters[t][0][k], p_bar, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(filters[t][0][k], p_bar if per_output else p_bar[0],
+                                       rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(filters[t][1][k], ro_bar, rtol=1e-12, atol=1e-15)
     assert changed > 40  # the gate opened often enough for the comparison to bite
     assert np.abs(weights[-1]).max() > 1e-3
@@ -215,6 +224,41 @@ def test_clamped_layer_holds_the_data_signal_and_the_readout_learns_its_xi():
     t_trace, xi_trace = result.traces["mem.xi_true"]
     np.testing.assert_array_equal(t_trace[:40], np.arange(40))
     np.testing.assert_allclose(xi_trace, xi[t_trace], rtol=1e-6)
+
+
+def test_reservoir_input_and_teacher_are_those_of_the_same_tick():
+    """No hidden delay in the engine: the reservoir step of tick t is driven by the sample
+    shown at tick t (DL Eq. 9), and the readout learns against the ξ of tick t (DL Eq. 10)."""
+    runner, probes = _reservoir_test_runner()
+    u_probe = runner.sim.probe("mem.u")
+    runner.run()
+    res = runner.sim.populations["mem"]
+    data = reservoir_test(2, 0, samples=7, x_dim=6, z_dim=3)
+    (_, x), (_, z), (_, u) = probes["x.z"].data(), probes["z.z"].data(), u_probe.data()
+    (_, r), (_, ro) = probes["mem.r"].data(), probes["mem.readout"].data()
+    (_, W_o), (_, xi) = probes["mem.W_o"].data(), probes["z.xi"].data()
+    decay = float(res.decay)
+    for k in range(2):
+        A, B, C = (np.asarray(m[k], dtype=np.float64) for m in (res.A, res.B, res.C))
+        for t in range(1, len(u)):
+            i = int(np.flatnonzero((data.x[k] == x[t, k]).all(-1))[0])
+            r_in = np.concatenate([x[t, k], data.y[k, i], z[t, k]])  # the taps x, y, z of tick t
+            drive = u[t, k] - decay * u[t - 1, k] - A @ r[t - 1, k] - C @ ro[t - 1, k]
+            np.testing.assert_allclose(drive, B @ r_in, rtol=0, atol=1e-5, err_msg=f"tick {t}")
+    # the engine's rule replayed on the probed rates and readouts against ξ of the same tick
+    # gives the engine's W_o bit for bit; against the ξ of the previous tick it does not
+    train = 300
+    for lag in (0, 1):
+        stub = Reservoir.__new__(Reservoir)
+        stub.r, stub.r_o, stub.W_o = (np.zeros_like(a[0]) for a in (r, ro, W_o))
+        rule = ReadoutLearning(stub, eta0=1e-2, tau_decay_ticks=1000.0, tau_lpf_ticks=2.0,
+                               backend=F32)
+        same = True
+        for t in range(train):
+            stub.r[...], stub.r_o[...] = r[t], ro[t]
+            rule.step(t, xi[max(t - lag, 0)])
+            same = same and np.array_equal(stub.W_o, W_o[t])
+        assert same == (lag == 0)
 
 
 def test_clamped_layer_errors_name_file_line_and_field():

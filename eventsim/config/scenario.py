@@ -142,12 +142,15 @@ class Modulator(Strict):
 class ReadoutSpec(Strict):
     """Reservoir readout learning (DL Eq. 10/13): ``eta0``, its ``decay`` τ_decay and the
     filters' ``lpf`` τ_lpf; ``window``: the readout is scored against the true ξ over the
-    first and the last ``window`` of every phase."""
+    first and the last ``window`` of every phase. ``reward``: ``total`` (DL Eq. 10, one
+    scalar reward and gate for the whole readout) or ``per_output`` (not the paper's: one
+    reward, filter and gate per readout element)."""
 
     eta0: NonNeg = 1e-4
     decay: Duration = 20_000.0
     lpf: Duration = 5.0
     window: Duration = 5_000.0
+    reward: Literal["total", "per_output"] = "total"
 
 
 class Phase(Strict):

@@ -75,6 +75,8 @@ class ReadoutRule:
     eta0: float = 1e-4
     tau_decay_ms: float = 20_000.0
     tau_lpf_ms: float = 5.0
+    reward: str = "total"
+    """'total' (DL Eq. 10) or 'per_output' (one reward and gate per readout element)."""
 
 
 class _At(Event):
@@ -333,7 +335,8 @@ class Simulator:
                 self.readouts[name] = ReadoutLearning(
                     self.populations[name], eta0=readout.eta0,
                     tau_decay_ticks=readout.tau_decay_ms / self.dt_ms,
-                    tau_lpf_ticks=readout.tau_lpf_ms / self.dt_ms, backend=be)
+                    tau_lpf_ticks=readout.tau_lpf_ms / self.dt_ms, backend=be,
+                    reward=readout.reward)
         for layer, rule in self.rules.items():
             pop = self.populations[layer]
             if rule.memory not in self.sample_memories:

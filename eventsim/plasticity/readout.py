@@ -11,23 +11,31 @@
 ``r`` are the reservoir's noisy rates and ``r_o`` its readout including the
 exploration noise ζ_o. The filters start at 0 and run only while the readout
 learns; when learning resumes they continue from their last values.
+
+``reward='per_output'`` is a variant that is *not* the paper's: every readout
+element ``o`` gets its own performance ``P_o = −(r_o,o − ξ_o)²``, filter ``P̄_o``
+and gate ``M_o = 1[P_o > P̄_o]`` instead of the one scalar reward of the whole
+readout (the default, ``'total'``, DL Eq. 10).
 """
 
 from __future__ import annotations
 
 
 class ReadoutLearning:
-    """Filters ``P̄`` (K,) and ``r̄_o`` (K, n_out) and the update of ``W_o``."""
+    """Filters ``P̄`` (K,) (per output: (K, n_out)) and ``r̄_o`` (K, n_out), the update of ``W_o``."""
 
     def __init__(self, reservoir, *, eta0: float, tau_decay_ticks: float, tau_lpf_ticks: float,
-                 backend) -> None:
+                 backend, reward: str = "total") -> None:
+        if reward not in ("total", "per_output"):
+            raise ValueError(f"reward must be 'total' or 'per_output', not {reward!r}")
         self.res = reservoir
         self.xp = backend.xp
         trials = reservoir.r_o.shape[0]
         self.eta0 = eta0
         self.tau_decay = tau_decay_ticks
         self.a = backend.dtype.type(1.0 / tau_lpf_ticks)
-        self.p_bar = backend.zeros((trials,))
+        self.per_output = reward == "per_output"
+        self.p_bar = backend.zeros(reservoir.r_o.shape if self.per_output else (trials,))
         self.ro_bar = backend.zeros(reservoir.r_o.shape)
         self.t_on = 0
         self.enabled = False
@@ -46,7 +54,7 @@ class ReadoutLearning:
         xp = self.xp
         r_o = self.res.r_o
         err = r_o - target
-        perf = -xp.sum(err * err, axis=-1)
+        perf = -(err * err) if self.per_output else -xp.sum(err * err, axis=-1)
         a = self.a
         self.p_bar += a * (perf - self.p_bar)
         self.ro_bar += a * (r_o - self.ro_bar)
@@ -54,7 +62,9 @@ class ReadoutLearning:
         if eta == 0.0:
             return
         gate = (perf > self.p_bar).astype(self.dtype)
-        post = (self.dtype.type(eta) * gate)[:, None] * (r_o - self.ro_bar)
+        if not self.per_output:
+            gate = gate[:, None]
+        post = (self.dtype.type(eta) * gate) * (r_o - self.ro_bar)
         self.res.W_o += post[:, :, None] * self.res.r[:, None, :]
 
     def get_state(self) -> dict:
