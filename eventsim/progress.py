@@ -1,8 +1,10 @@
 """Progress display for long runs (tqdm).
 
 On a terminal a live bar shows the phase, the simulated time, ticks per second,
-the ETA and the latest metric. When stderr is not a terminal (CI logs) the bar
-is replaced by one plain line per phase, and ``quiet`` turns everything off.
+the ETA and the latest metric. When stderr is not a terminal (CI logs, ``nohup``)
+the bar is replaced by plain lines: one per reported metric (epochs,
+evaluations) and, during long stretches without one, a line with the share done
+and the ETA at most every ``every_s`` seconds. ``quiet`` turns everything off.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ class Progress:
     """Tracks ticks done out of a known total."""
 
     def __init__(self, total_ticks: int, dt_ms: float, *, quiet: bool = False,
-                 stream=None, start_tick: int = 0) -> None:
+                 stream=None, start_tick: int = 0, every_s: float = 60.0,
+                 clock=time.time) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.dt_ms = dt_ms
@@ -32,7 +35,9 @@ class Progress:
         self.done = self.first = int(start_tick)
         """Ticks done; ``first``: where this session started (a resumed run)."""
         self.phase = ""
-        self.start = time.time()
+        self.clock = clock
+        self.every_s = every_s
+        self.start = self.last_line = clock()
 
     def set_phase(self, name: str, detail: str = "") -> None:
         self.phase = name
@@ -45,6 +50,21 @@ class Progress:
         if self.bar is not None and step > 0:
             self.bar.update(step)
             self.bar.set_postfix_str(f"t={format_ms(tick * self.dt_ms)}", refresh=False)
+        elif self.bar is None and not self.quiet \
+                and self.clock() - self.last_line >= self.every_s:
+            rate = self._rate()
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            share = 100.0 * self.done / self.total if self.total else 100.0
+            self._line(f"{share:.1f} % of {self.total:,} ticks, ETA {left / 60:.1f} min")
+
+    def _rate(self) -> float:
+        elapsed = self.clock() - self.start
+        return (self.done - self.first) / elapsed if elapsed > 0 else 0.0
+
+    def _line(self, text: str) -> None:
+        self.last_line = self.clock()
+        print(f"[{self.phase}] t={format_ms(self.done * self.dt_ms)} "
+              f"({self._rate():,.0f} ticks/s) {text}", file=self.stream, flush=True)
 
     def metric(self, text: str) -> None:
         """Show the latest metric (on the bar, or as a plain line off a terminal)."""
@@ -53,10 +73,7 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"t={format_ms(self.done * self.dt_ms)} {text}")
         else:
-            elapsed = time.time() - self.start
-            rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
-            print(f"[{self.phase}] t={format_ms(self.done * self.dt_ms)} "
-                  f"({rate:,.0f} ticks/s) {text}", file=self.stream, flush=True)
+            self._line(text)
 
     def close(self) -> None:
         if self.bar is not None:

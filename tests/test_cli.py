@@ -204,3 +204,31 @@ def test_validate_prints_summary(capsys):
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"network 'tanh-mlp' ({path})")
+
+
+def test_plain_progress_reports_share_done_and_eta_during_long_stretches():
+    """Off a terminal, a long stretch without metrics still prints a line at most every
+    ``every_s`` seconds of wall time, with the share done and the ETA."""
+    import io
+
+    from eventsim.progress import Progress
+
+    now = [100.0]
+    out = io.StringIO()
+    progress = Progress(1000, 1.0, stream=out, every_s=60.0, clock=lambda: now[0])
+    progress.set_phase("train")
+    progress.advance(100)  # no time has passed: no line
+    assert out.getvalue() == ""
+    now[0] += 30.0
+    progress.advance(200)  # 30 s: still none
+    assert out.getvalue() == ""
+    now[0] += 30.0
+    progress.advance(300)  # 60 s: 300 ticks at 5 ticks/s, 700 left = 140 s
+    line = out.getvalue().strip()
+    assert line == "[train] t=300 ms (5 ticks/s) 30.0 % of 1,000 ticks, ETA 2.3 min"
+    now[0] += 10.0
+    progress.advance(400)  # the next line waits another 60 s
+    assert out.getvalue().count("\n") == 1
+    quiet = Progress(1000, 1.0, stream=out, quiet=True, every_s=0.0, clock=lambda: now[0])
+    quiet.advance(500)
+    assert out.getvalue().count("\n") == 1
