@@ -34,9 +34,10 @@ def reference_generator(seed: int, name: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(ss))
 
 
-def drive_channel(seeds, ticks: int, *, sample: int = 1, **kw):
+def drive_channel(seeds, ticks: int, *, sample: int = 1, sends=None, **kw):
     """Drive a :class:`Channel` alone for ``ticks`` ticks, sending whenever it is due
-    (samples of ``sample`` ticks); message ``t`` holds its send tick ``t`` in every trial.
+    (samples of ``sample`` ticks), or where ``sends(t)`` if given; message ``t`` holds its
+    send tick ``t`` in every trial.
 
     Returns the channel and the deliveries as ``(trial, send tick, arrival tick)``.
     """
@@ -63,7 +64,7 @@ def drive_channel(seeds, ticks: int, *, sample: int = 1, **kw):
     ch.receiver = Sink()
     for t in range(ticks):
         now[0] = t
-        if ch.due(t, t % sample):
+        if sends(t) if sends is not None else ch.due(t, t % sample):
             ch.send(t, np.full((len(seeds), 1), float(t)))
         for cb in pending.pop(t, []):
             cb(t)

@@ -170,6 +170,37 @@ def _scenario(modulator="", edge="", file="s.yaml"):
     return parse_scenario(SCENARIO.format(modulator=modulator, edge=edge), file=file)
 
 
+def test_the_record_is_compact_and_expands_to_every_send_and_delivery():
+    """A channel that sends every tick keeps one run per stretch of sends, and a
+    deterministic one no delivery ticks; the record expands to the same ticks as a
+    plain list, through a checkpoint of either the compact or the old (plain) form."""
+    def sends(t):
+        return t % 1000 < 600 or t % 1000 in (700, 740, 780, 950)  # stretches and a gap
+
+    seeds = [3, 4]
+    ch, _ = drive_channel(seeds, 5000, sample=1, delay=2)
+    ch_gappy, _ = drive_channel(seeds, 5000, sends=sends, delay=2)
+    for channel, expected in ((ch, np.arange(5000)),
+                              (ch_gappy, np.array([t for t in range(5000) if sends(t)]))):
+        rec = channel.record()
+        np.testing.assert_array_equal(rec["sent_tick"], expected)
+        np.testing.assert_array_equal(rec["deliver_tick"],
+                                      np.repeat(expected[:, None] + 2, 2, axis=1))
+        assert len(channel.delivered) == 0
+    assert ch.sent_runs == [[0, 1, 5000]]
+    assert len(ch_gappy.sent_runs) <= 5 * 3  # per 1000 ticks: the stretch, the 3 singles
+    state = ch_gappy.get_state()
+    old = {**state, "sent": ch_gappy.record()["sent_tick"]}
+    del old["sent_runs"]
+    for saved in (state, old):
+        again, _ = drive_channel(seeds, 0, delay=2)
+        again.set_state(saved, now=5000)
+        assert again.sent_runs == ch_gappy.sent_runs
+    lossy, _ = drive_channel(seeds, 300, loss=0.3, jitter=2, delay=4)
+    rec = lossy.record()
+    assert rec["deliver_tick"].shape == (300, 2) and (rec["deliver_tick"] == -1).any()
+
+
 def test_modulator_all_overrides_every_edge_and_a_layer_entry_wins():
     sc = _scenario("  all: {delay: 4 ms, broadcast: sample, phase: 5 ms}\n"
                    "  channels: {out: {delay: 1 ms, burst: 2 ms}}\n")

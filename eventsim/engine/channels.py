@@ -16,7 +16,10 @@ uniform in [−jitter, +jitter]; ``normal``: a rounded N(0, jitter²)); arrival 
 never before the send tick. With probability ``loss`` the message is dropped
 for that trial. Deliveries run in the DELIVER slot of their tick and tell the
 receiver the tick the message was sent in. Every send and delivery tick is
-recorded.
+recorded, compactly: send ticks as arithmetic runs ``(first, step, count)`` (a
+channel that sends every tick of a long run keeps one run per training
+stretch), and delivery ticks only where jitter or loss make them differ from
+``send + delay``.
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ class Channel:
         """``schedule(delay, callback)``: call ``callback(tick)`` in that tick's DELIVER slot."""
         self.receiver = None
         self.in_flight: dict[int, list] = {}
-        self.sent = array("q")
+        self.sent_runs: list[list[int]] = []
+        """Send ticks as arithmetic runs ``[first, step, count]``, in order."""
         self.delivered = array("q")
+        """Delivery ticks, K per message, kept only when the channel is random."""
 
     def due(self, tick: int, sample_phase: int) -> bool:
         """Whether the channel sends at ``tick`` (``sample_phase``: tick index in the sample)."""
@@ -83,12 +88,23 @@ class Channel:
                 out[k] = -1
         return out
 
+    def _record_send(self, tick: int) -> None:
+        runs = self.sent_runs
+        if runs:
+            first, step, count = runs[-1]
+            if count == 1:  # any second tick continues a run of one
+                runs[-1][1:] = [tick - first, 2]
+                return
+            if tick == first + step * count:
+                runs[-1][2] = count + 1
+                return
+        runs.append([tick, 0, 1])
+
     def send(self, tick: int, message) -> None:
         """Send ``message`` (K, n) at ``tick``; schedules its deliveries."""
-        self.sent.append(tick)
+        self._record_send(tick)
         if not self.random:  # every trial gets it after exactly ``delay`` ticks
             when = tick + self.delay
-            self.delivered.extend([when] * self.trials)
             self.receiver.on_send(tick, 1)
             if when not in self.in_flight:
                 self.in_flight[when] = []
@@ -114,24 +130,34 @@ class Channel:
     def get_state(self) -> dict:
         """Messages in flight, the RNG states and the records (for checkpoints)."""
         return {"in_flight": self.in_flight, "rng": self.streams.get_state(),
-                "sent": np.array(self.sent, dtype=np.int64),
+                "sent_runs": np.array(self.sent_runs, dtype=np.int64).reshape(-1, 3),
                 "delivered": np.array(self.delivered, dtype=np.int64)}
 
     def set_state(self, state: dict, now: int) -> None:
         """Restore ``state`` and schedule its messages in flight relative to tick ``now``."""
         self.in_flight = state["in_flight"]
         self.streams.set_state(state["rng"])
-        self.sent, self.delivered = array("q"), array("q")
-        self.sent.frombytes(np.asarray(state["sent"], dtype=np.int64).tobytes())
-        self.delivered.frombytes(np.asarray(state["delivered"], dtype=np.int64).tobytes())
+        self.sent_runs = []
+        if "sent" in state:  # a checkpoint from before the compact record
+            for tick in np.asarray(state["sent"], dtype=np.int64).tolist():
+                self._record_send(tick)
+        else:
+            self.sent_runs = np.asarray(state["sent_runs"], dtype=np.int64).tolist()
+        self.delivered = array("q")
+        if self.random:
+            self.delivered.frombytes(np.asarray(state["delivered"], dtype=np.int64).tobytes())
         for when in sorted(self.in_flight):
             self.schedule(when - now, self._deliver_due)
 
     def record(self) -> dict:
         """Send ticks (M,) and delivery ticks (M, K), −1 where dropped."""
-        sent = np.frombuffer(self.sent, dtype=np.int64) if self.sent else np.zeros(0, np.int64)
-        deliv = (np.frombuffer(self.delivered, dtype=np.int64) if self.delivered
-                 else np.zeros(0, np.int64)).reshape(-1, self.trials)
+        sent = np.concatenate([first + step * np.arange(count, dtype=np.int64)
+                               for first, step, count in self.sent_runs] or
+                              [np.zeros(0, np.int64)])
+        if self.random:
+            deliv = np.frombuffer(self.delivered, dtype=np.int64).reshape(-1, self.trials)
+        else:
+            deliv = np.repeat((sent + self.delay)[:, None], self.trials, axis=1)
         return {"sent_tick": sent.copy(), "deliver_tick": deliv.copy()}
 
 
