@@ -39,8 +39,6 @@ Fig. 10 is a heat map of a sweep over ``rule.memory`` against the epoch.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import defaultdict
@@ -546,19 +544,13 @@ def plot_sweep_heatmap(rows: Sequence[Mapping[str, Any]], spec, out_dir: str | o
     if panel_keys:
         fig.suptitle(heading, fontsize=10)
     name = f"{metric}_heatmap_{spec.y.rsplit('.', 1)[-1]}_vs_{spec.x.rsplit('.', 1)[-1]}"
-    columns = [*panel_keys, spec.x, spec.y, "trial", metric]
-    columns += [f"{metric}_normalised"] if spec.normalise == "max" else []
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for panel, grid in cells.items():
-        for x in xs:
-            for y in ys:
-                for trial, value in grid.get((x, y), []):
-                    extra = [repr(value / scale)] if spec.normalise == "max" else []
-                    writer.writerow([*panel, x, y, trial, repr(value), *extra])
+    table = [{**dict(zip(panel_keys, panel, strict=True)), spec.x: x, spec.y: y,
+              "trial": trial, metric: value,
+              **({f"{metric}_normalised": value / scale} if spec.normalise == "max" else {})}
+             for panel, grid in cells.items() for x in xs for y in ys
+             for trial, value in grid.get((x, y), [])]
     png = _save(fig, out_dir, name)
-    return [png, rundir.atomic_write(png.with_suffix(".csv"), buffer.getvalue())]
+    return [png, rundir.write_csv(png.with_suffix(".csv"), table)]
 
 
 # ---------------------------------------------------------------------------

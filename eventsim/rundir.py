@@ -55,7 +55,7 @@ import platform
 import re
 import secrets
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -171,6 +171,34 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
 
 # ---------------------------------------------------------------------------
 # Environment facts
+
+
+def csv_columns(rows: Iterable[Mapping[str, Any]], last: Sequence[str] = ()) -> list[str]:
+    """The keys of ``rows`` in order of first appearance, those in ``last`` moved to the end."""
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    return [c for c in columns if c not in last] + [c for c in last if c in columns]
+
+
+def csv_cell(value):
+    """A CSV cell: floats as ``repr`` (round-trips exactly), everything else as it is."""
+    return repr(value) if isinstance(value, float) else value
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+              last: Sequence[str] = ()) -> Path:
+    """Write tidy ``rows`` (dicts) atomically as CSV: columns from :func:`csv_columns`,
+    a missing or ``None`` value as an empty cell."""
+    columns = csv_columns(rows, last)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else csv_cell(row[c]) for c in columns])
+    return atomic_write(path, buffer.getvalue())
 
 
 def _package_version(distribution: str) -> str | None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
-import io
 import json
 import multiprocessing
 import shutil
@@ -45,7 +44,7 @@ import numpy as np
 from .config.scenario import load_scenario
 from .config.sweep import EPOCH, EPOCH_METRICS, Point, default_plots, validate_points
 from .errors import ConfigError, EventsimError
-from .rundir import atomic_write, config_hash, slugify
+from .rundir import atomic_write, config_hash, csv_cell, csv_columns, slugify, write_csv
 
 RESULTS_FILE = "results.csv"
 EPOCHS_FILE = "epochs.csv"
@@ -373,38 +372,16 @@ def _rows(tasks: list[_Task], records: dict[int, dict], by_epoch: bool = False) 
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    """``rows`` as CSV, columns in order of appearance with wall time, error and run
-    directory last."""
-    columns = _table_columns(rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else _cell(row[c]) for c in columns])
-    return atomic_write(path, buffer.getvalue())
-
-
 def _write_table(directory: Path, tasks, records) -> Path:
     """Rewrite results.csv, and epochs.csv when any finished point has evaluation epochs."""
     epoch_rows = _rows(tasks, records, by_epoch=True)
     if epoch_rows:
-        _write_csv(directory / EPOCHS_FILE, epoch_rows)
-    return _write_csv(directory / RESULTS_FILE, _rows(tasks, records))
+        write_csv(directory / EPOCHS_FILE, epoch_rows, _LAST_COLUMNS)
+    return write_csv(directory / RESULTS_FILE, _rows(tasks, records), _LAST_COLUMNS)
 
 
-def _cell(value):
-    return repr(value) if isinstance(value, float) else value
-
-
-def _table_columns(rows: list[dict]) -> list[str]:
-    columns: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
-    tail = ["wall_time_s", "error", "run_dir"]
-    return [c for c in columns if c not in tail] + [c for c in tail if c in columns]
+_LAST_COLUMNS = ("wall_time_s", "error", "run_dir")
+"""Columns that close every sweep table."""
 
 
 def typed_columns(rows: list[dict]) -> dict[str, tuple[str, list]]:
@@ -416,7 +393,7 @@ def typed_columns(rows: list[dict]) -> dict[str, tuple[str, list]]:
     Missing values are ``None``.
     """
     out = {}
-    for column in _table_columns(rows):
+    for column in csv_columns(rows, _LAST_COLUMNS):
         values = [row.get(column) for row in rows]
         present = [v for v in values if v is not None]
         if present and all(isinstance(v, (bool, np.bool_)) for v in present):
@@ -432,7 +409,7 @@ def typed_columns(rows: list[dict]) -> dict[str, tuple[str, list]]:
             values = [None if v is None else float(v) for v in values]
         else:
             kind = "string"
-            values = [None if v is None else str(_cell(v)) for v in values]
+            values = [None if v is None else str(csv_cell(v)) for v in values]
         out[column] = (kind, values)
     return out
 
