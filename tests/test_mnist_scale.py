@@ -147,16 +147,16 @@ def test_static_driver_errors_name_the_field(kwargs, field):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_mem", [1, 2, 7, 32])
-def test_inlined_xi_kernel_is_bit_identical_to_the_kernel_functions(dtype, n_mem):
-    """The per-tick ξ inlines the Gaussian row kernel; it must equal the composition of
-    :func:`gaussian_kernel` (via ``_kernel_row0``) bit for bit."""
+def test_per_tick_xi_contraction_equals_the_sum_over_alpha(dtype, n_mem):
+    """The per-tick ξ never forms α; it must equal ``scale · Σ_q c_q α_i(q)`` with α from
+    :func:`hsic.alpha` (DL Eq. 8), in the input's dtype."""
     g = np.random.default_rng(n_mem)
     z = np.tanh(g.normal(size=(3, n_mem, 64))).astype(dtype)
     coef = g.normal(size=(3, n_mem)).astype(dtype)
-    sigma = 0.5 * 8.0
-    w = coef * hsic._kernel_row0(z, sigma)
-    wz = np.matmul(w[..., None, :], z)[..., 0, :]
-    want = (-2.0 / (sigma * sigma)) * (w.sum(axis=-1)[..., None] * z[..., 0, :] - wz)
-    got = hsic._contract_alpha(coef, z, sigma)
-    assert got.dtype == want.dtype
-    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    sigma, scale = 0.5 * 8.0, 1.0 / 31**2
+    z64, coef64 = z.astype(np.float64), coef.astype(np.float64)
+    want = scale * np.einsum("kq,kqi->ki", coef64, hsic.alpha(z64, sigma))
+    got = hsic._contract_alpha(coef, z, sigma, scale)
+    assert got.dtype == np.dtype(dtype) and got.shape == (3, 64)
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max() + 1e-300)

@@ -31,7 +31,7 @@ from ..config.network import LABELS, Network
 from ..config.yamlfile import dotted
 from ..errors import ConfigError, DivergenceError
 from ..plasticity import hsic
-from ..plasticity.kernels import dl_objective, gaussian_kernel, pl_objective
+from ..plasticity.kernels import centre, dl_objective_centred, gaussian_kernel, pl_objective
 from ..plasticity.memory import SampleMemory, WorkingMemory
 from ..plasticity.readout import ReadoutLearning
 from ..plasticity.traces import ThreeFactorSynapses
@@ -142,6 +142,10 @@ class SampleKernels:
             return gaussian_kernel(a, a, sigma)
         return self._get((which, sigma), compute)
 
+    def centred(self, which: str, sigma: float):
+        """``H K H`` of :meth:`gaussian` (the logged DL objective's X and Y kernels)."""
+        return self._get((which, sigma, "centred"), lambda: centre(self.gaussian(which, sigma)))
+
 
 class AnalyticXi:
     """The third factor computed from the working memory (DL Eq. 8, ξ*, or pHSIC)."""
@@ -184,7 +188,8 @@ class AnalyticXi:
         if z.shape[-2] < 2:
             dl = self.kernels.xp.zeros(z.shape[:-2], dtype=z.dtype)
         else:
-            dl = dl_objective(self.kernels.gaussian("x", r.sigma_x), ky, kz, r.gamma)
+            dl = dl_objective_centred(self.kernels.centred("x", r.sigma_x),
+                                      self.kernels.centred("y", r.sigma_y), kz, r.gamma)
         return {"objective_dl": dl, "objective_pl": pl_objective(ky, kz, r.gamma)}
 
 

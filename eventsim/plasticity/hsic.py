@@ -70,23 +70,25 @@ def alpha(z_mem, sigma_z: float):
     return (-2.0 / (sigma_z * sigma_z)) * kz[..., None] * diff
 
 
-def _contract_alpha(coef, z_mem, sigma_z: float):
-    """``Σ_q coef_q α_i(q)``, shape (K, n), without forming α.
+def _contract_alpha(coef, z_mem, sigma_z: float, scale: float = 1.0):
+    """``scale · Σ_q coef_q α_i(q)``, shape (K, n), without forming α.
 
-    Uses ``Σ_q w_q (z0_i − zq_i) = (Σ_q w_q) z0_i − Σ_q w_q zq_i`` with
-    ``w_q = coef_q k(z0, zq)``.
+    With ``d_q = z0 − zq`` and ``w_q = coef_q k(z0, zq) = coef_q exp(−|d_q|²/(2σ_z²))``,
+    ``Σ_q coef_q α_i(q) = −(2/σ_z²) Σ_q w_q d_qi``: one difference array, one
+    row of squared norms and one (1 × N)·(N × n) product per trial. The squared
+    distances are taken from the differences themselves, not from
+    ``|z0|² + |zq|² − 2 z0·zq``, which cancels to a few float32 ulps of |z|²
+    when z0 and zq are close (the entries of one sample are).
     """
     xp = array_module(z_mem)
-    # k(z0, zq) with exactly the operations of gaussian_kernel (|z0|² + |zq|² − 2 z0·zq,
-    # clipped at 0, times −1/(2σ²), exp), inlined: this runs every tick for every layer
-    z0 = z_mem[..., :1, :]
-    sq = (z0 * z0).sum(axis=-1)[..., :, None] + (z_mem * z_mem).sum(axis=-1)[..., None, :]
-    sq -= 2.0 * xp.matmul(z0, xp.swapaxes(z_mem, -1, -2))
-    sq = xp.maximum(sq, 0.0, out=sq)
+    d = z_mem[..., :1, :] - z_mem
+    sq = xp.einsum("...qn,...qn->...q", d, d)
     sq *= -0.5 / (sigma_z * sigma_z)
-    w = coef.astype(z_mem.dtype, copy=False) * xp.exp(sq, out=sq)[..., 0, :]
-    wz = xp.matmul(w[..., None, :], z_mem)[..., 0, :]
-    return (-2.0 / (sigma_z * sigma_z)) * (w.sum(axis=-1)[..., None] * z_mem[..., 0, :] - wz)
+    w = xp.exp(sq, out=sq)
+    w *= coef.astype(z_mem.dtype, copy=False)
+    wd = xp.matmul(w[..., None, :], d)[..., 0, :]
+    wd *= (-2.0 / (sigma_z * sigma_z)) * scale
+    return wd
 
 
 def _zeros_xi(z_mem):
@@ -133,7 +135,7 @@ def xi_from_coefficients(coef, z_mem, sigma_z: float):
     n_mem = z_mem.shape[-2]
     if n_mem < 2:
         return _zeros_xi(z_mem)
-    return _contract_alpha(coef, z_mem, sigma_z) / (n_mem - 1) ** 2
+    return _contract_alpha(coef, z_mem, sigma_z, 1.0 / (n_mem - 1) ** 2)
 
 
 def xi(x_mem, y_mem, z_mem, *, gamma: float, sigma_x: float, sigma_y: float,
@@ -172,7 +174,7 @@ def xi_phsic_from_coefficients(coef_y, z_mem, sigma_z: float):
         return _zeros_xi(z_mem)
     kz = gaussian_kernel(z_mem, z_mem, sigma_z)
     coef = 2.0 * (kz[..., 0, :] - kz.mean(axis=(-2, -1))[..., None]) + coef_y
-    return _contract_alpha(coef, z_mem, sigma_z) / n_mem**2
+    return _contract_alpha(coef, z_mem, sigma_z, 1.0 / n_mem**2)
 
 
 def xi_phsic(y_mem, z_mem, *, gamma: float, sigma_y: float, sigma_z: float):

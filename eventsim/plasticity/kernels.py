@@ -100,7 +100,19 @@ def phsic(Ka, Kb):
 
 def dl_objective(Kx, Ky, Kz, gamma: float):
     """DL layer objective ``HSIC(X, Z) − γ HSIC(Y, Z)`` (DL Eq. 3)."""
-    return hsic(Kx, Kz) - gamma * hsic(Ky, Kz)
+    return dl_objective_centred(centre(Kx), centre(Ky), Kz, gamma)
+
+
+def dl_objective_centred(HKxH, HKyH, Kz, gamma: float):
+    """:func:`dl_objective` from the doubly centred ``H K_X H`` and ``H K_Y H``.
+
+    ``tr(K_X H K_Z H) = Σ_pq (H K_X H)_pq (K_Z)_pq`` (H is symmetric and
+    idempotent), so K_Z needs no centring and the centred X and Y kernels,
+    shared by every layer, are computed once per sample.
+    """
+    xp = array_module(Kz)
+    n = Kz.shape[-1]
+    return xp.sum((HKxH - gamma * HKyH) * Kz, axis=(-2, -1)) / (n - 1) ** 2
 
 
 def pl_objective(Ky, Kz, gamma: float):
