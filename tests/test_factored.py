@@ -117,3 +117,29 @@ def test_evaluation_with_learning_off_leaves_the_weights_alone():
     before = sim.populations["h"].state()["W"].copy()
     sim.run(9 * S)
     np.testing.assert_array_equal(sim.populations["h"].W, before)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_commit_stores_the_effective_weights_and_velocity_bit_for_bit(momentum):
+    """The in-place commit writes exactly :meth:`effective_weights` / ``effective_velocity``
+    (float32, the default dtype), so a checkpoint's reconstructed W and v match it."""
+    from types import SimpleNamespace
+
+    from eventsim.backend import get_backend
+    from eventsim.plasticity.factored import FactoredUpdates
+
+    be = get_backend("numpy")
+    g = np.random.default_rng(5)
+    pre = SimpleNamespace(z=g.uniform(size=(2, 30)).astype(np.float32))
+    layer = SimpleNamespace(W=g.normal(size=(2, 8, 30)).astype(np.float32), pre=pre)
+    velocity = g.normal(size=(2, 8, 30)).astype(np.float32) if momentum else None
+    fu = FactoredUpdates(layer, velocity, momentum, be)
+    for _ in range(5):
+        fu.add(g.normal(size=(2, 8)).astype(np.float32) * np.float32(1e-2))
+    want_w = np.array(fu.effective_weights())
+    want_v = None if velocity is None else np.array(fu.effective_velocity())
+    fu.commit()
+    np.testing.assert_array_equal(layer.W, want_w)
+    if velocity is not None:
+        np.testing.assert_array_equal(velocity, want_v)
+    assert not fu.pending and np.array_equal(fu.effective_weights(), want_w)

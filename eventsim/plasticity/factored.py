@@ -47,6 +47,8 @@ class FactoredUpdates:
         self.vx = backend.zeros((k, n)) if velocity is not None else None
         """``v_0 x`` of the current sample."""
         self.xx = backend.zeros((k, 1))
+        self.scratch = backend.zeros(layer.W.shape)
+        """A (K, n, m) buffer for :meth:`commit` (no fresh large arrays per sample)."""
         self.c = 0.0
         self.decay = 1.0
         self.pending = False
@@ -133,11 +135,19 @@ class FactoredUpdates:
         self.fresh = self.vx_fresh = False
 
     def commit(self) -> None:
-        """Write the pending updates into ``W`` and ``v``; call before the input changes."""
+        """Write the pending updates into ``W`` and ``v``; call before the input changes.
+
+        In place and in the operation order of :meth:`effective_weights` and
+        :meth:`effective_velocity`, so the stored values equal theirs bit for bit."""
         if self.pending:
-            w = self.effective_weights()
-            v = self.effective_velocity()
-            self.layer.W[...] = w
+            xp, x, tmp, W = self.xp, self.layer.pre.z, self.scratch, self.layer.W
+            xp.multiply(self.w[..., :, None], x[..., None, :], out=tmp)
+            W += tmp
             if self.velocity is not None:
-                self.velocity[...] = v
+                v = self.velocity
+                xp.multiply(v, v.dtype.type(self.c), out=tmp)
+                W += tmp
+                v *= v.dtype.type(self.decay)
+                xp.multiply(self.b[..., :, None], x[..., None, :], out=tmp)
+                v += tmp
         self.reset()
