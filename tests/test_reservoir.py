@@ -15,7 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from _shared import F32, F64, reference_generator
+from _shared import F32, F64, REPO, reference_generator
 
 from eventsim.config.network import ReservoirNoise, ReservoirPop, parse_network
 from eventsim.config.scenario import parse_scenario
@@ -405,3 +405,21 @@ phases:
     for key, value in res.state().items():
         np.testing.assert_array_equal(value, before[key], err_msg=key)
     assert res.hidden_noise.get_state()["pos"] == noise["pos"]
+
+
+def test_per_output_scenario_is_the_reservoir_test_with_its_three_stated_departures():
+    """``reservoir_xi_per_output.yaml`` is ``reservoir_xi.yaml`` plus exactly the three
+    changes its header (and the README's command) state."""
+    from eventsim.config.scenario import load_scenario
+
+    base = load_scenario(REPO / "scenarios" / "reservoir_xi.yaml", {
+        "readout.reward": "per_output", "readout.decay": "100 s",
+        "phases": [{"name": "warmup", "duration": "50 s", "order": "fixed"},
+                   {"name": "train", "duration": "1500 s", "learn": ["readouts"],
+                    "order": "fixed"},
+                   {"name": "test", "duration": "100 s", "explore": False,
+                    "order": "fixed"}]}).resolved()
+    variant = load_scenario(REPO / "scenarios" / "reservoir_xi_per_output.yaml").resolved()
+    for key in ("name", "description"):
+        base.pop(key), variant.pop(key)
+    assert variant == base
