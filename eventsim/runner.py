@@ -64,6 +64,7 @@ class RunResult:
     metrics: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     channels: dict = field(default_factory=dict)
+    """Per modulatory channel its compact record (:mod:`eventsim.records`)."""
     traces: dict = field(default_factory=dict)
     phases: list = field(default_factory=list)
     weights: dict = field(default_factory=dict)
