@@ -146,11 +146,13 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
     traces = {name: {"data": values, "ticks": ticks, "units": _units(name)}
               for name, (ticks, values) in result.traces.items()}
     channels = {}
-    if runner is not None:
-        sample_ticks = runner.sim.sample_ticks
-        for name, rec in result.channels.items():
-            channels[name] = {
-                **rec, "sample_ticks": np.arange(0, result.ticks, sample_ticks)}
+    if runner is not None:  # samples start every sample_ticks from tick 0: one run
+        step = runner.sim.sample_ticks
+        count = -(-result.ticks // step)
+        sample_runs = np.array([[0, step if count > 1 else 0, count]] if count else [],
+                               dtype=np.int64).reshape(-1, 3)
+        channels = {name: {**rec, "sample_runs": sample_runs}
+                    for name, rec in result.channels.items()}
     rundir.write_traces(traces, channels, dt)
     if result.weights:
         rundir.write_weights(result.weights)

@@ -54,7 +54,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from . import rundir
+from . import records, rundir
 from .units import to_ms
 
 NODE_COLOURS = {"input": "#4c72b0", "layer": "#dd8452", "reservoir": "#55a868"}
@@ -562,12 +562,14 @@ def plot_modulator_timing(channels: Mapping[str, Mapping[str, Any]],
                           n_samples: int = 4) -> Path:
     """When each modulatory message was sent and delivered, against sample boundaries.
 
-    One row per channel. Left: the first ``n_samples`` samples that carry
-    messages; each message is a line from its send time (top) to its delivery
-    time (bottom), dropped ones a red cross; dotted lines mark sample starts.
-    When ``deliver_tick`` is (M, trial) this panel shows trial 0. Right: the
-    distribution of delays over all trials, with the share dropped. Writes
-    ``modulator_timing.png``.
+    ``channels`` maps a name to a channel record (:mod:`eventsim.records`, as
+    :func:`eventsim.rundir.load_channels` gives it). One row per channel. Left:
+    the first ``n_samples`` samples that carry messages; each message is a line
+    from its send time (top) to its delivery time (bottom), dropped ones a red
+    cross; dotted lines mark sample starts. With several trials this panel shows
+    trial 0. Right: the distribution of delays over all trials, with the share
+    dropped. Only the shown window of a record is expanded (and, for a channel
+    with jitter or loss, its send ticks). Writes ``modulator_timing.png``.
     """
     if not channels:
         raise ValueError("no channels to plot")
@@ -575,23 +577,23 @@ def plot_modulator_timing(channels: Mapping[str, Mapping[str, Any]],
     axes = fig.subplots(len(channels), 2, squeeze=False, width_ratios=(3, 1))
     unit = "ms"
     for (name, rec), (ax, hax) in zip(channels.items(), axes, strict=True):
-        sent = np.asarray(rec["sent_tick"], dtype=np.int64)
-        every = np.asarray(rec["deliver_tick"], dtype=np.int64)
-        every = every[:, None] if every.ndim == 1 else every
-        deliver = every[:, 0]
-        dropped = deliver < 0
-        starts = np.asarray(rec["sample_ticks"], dtype=np.int64)
-        lo = int(sent.min()) if sent.size else 0
+        runs = np.asarray(rec["sent_runs"], dtype=np.int64).reshape(-1, 3)
+        starts = records.expand_runs(rec["sample_runs"])
+        lo = int(runs[0, 0]) if runs.size else 0
         if starts.size:
             k = max(int(np.searchsorted(starts, lo, side="right")) - 1, 0)
             lo = int(starts[k])
             later = starts[starts > lo]
-            hi = int(later[n_samples - 1]) if later.size >= n_samples else (
-                int(max(sent.max(initial=lo), deliver.max(initial=lo))) + 1)
+            hi = int(later[n_samples - 1]) if later.size >= n_samples else None
         else:
-            hi = int(sent.max(initial=lo)) + 1
-        shown = (sent >= lo) & (sent < hi)
-        ok, lost = shown & ~dropped, shown & dropped
+            hi = None
+        window = records.expand_channel(rec, lo, hi)
+        sent, every = window["sent_tick"], window["deliver_tick"]
+        deliver = every[:, 0]
+        dropped = deliver < 0
+        if hi is None:
+            hi = int(max(sent.max(initial=lo), deliver.max(initial=lo))) + 1
+        ok, lost = ~dropped, dropped
         xs, xlabel = _time_axis(sent, dt_ms, unit)
         xd, _ = _time_axis(deliver, dt_ms, unit)
         ax.add_collection(LineCollection(
@@ -614,22 +616,34 @@ def plot_modulator_timing(channels: Mapping[str, Mapping[str, Any]],
         which = f"channel {name}, trial 0" if every.shape[1] > 1 else f"channel {name}"
         ax.set_title(f"{which} (dotted: sample starts)", fontsize=10)
         ax.legend(fontsize=7, loc="upper right", ncols=3)
-        lost_all = every < 0
-        lags = (every - sent[:, None])[~lost_all]
+        lags, counts, n_lost, n_all = _delays(rec)
         if lags.size:
             span_ticks = int(lags.max() - lags.min()) + 1
             # One bin per tick of delay while that stays readable, else 30 bins.
             edges = (np.arange(lags.min(), lags.max() + 2) - 0.5 if span_ticks <= 60
                      else np.linspace(lags.min() - 0.5, lags.max() + 0.5, 31))
             hax.hist(_time_axis(lags, dt_ms, unit)[0], bins=_time_axis(edges, dt_ms, unit)[0],
-                     color="#55a868", edgecolor="white", lw=0.5)
-        share = lost_all.mean() if lost_all.size else 0.0
-        hax.set_title(f"{lost_all.sum()} of {lost_all.size} deliveries\ndropped ({share:.1%})",
-                      fontsize=9)
+                     weights=counts, color="#55a868", edgecolor="white", lw=0.5)
+        share = n_lost / n_all if n_all else 0.0
+        hax.set_title(f"{n_lost} of {n_all} deliveries\ndropped ({share:.1%})", fontsize=9)
         hax.yaxis.set_major_locator(MaxNLocator(integer=True))
         hax.set_xlabel(xlabel.replace("time", "delay"))
         hax.set_ylabel("messages")
     return _save(fig, out_dir, "modulator_timing")
+
+
+def _delays(rec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Delays of a channel record's delivered messages over all trials, as (distinct delays,
+    how often each), the number of dropped deliveries and the number of all deliveries."""
+    n_all = records.message_count(rec) * int(rec["trials"])
+    if rec["deliver_tick"] is None:  # every delivery exactly ``delay`` after its send
+        return (np.array([int(rec["delay"])] if n_all else [], dtype=np.int64),
+                np.array([n_all] if n_all else [], dtype=np.int64), 0, n_all)
+    plain = records.expand_channel(rec)
+    delivered = ~plain["dropped"]
+    lags, counts = np.unique((plain["deliver_tick"] - plain["sent_tick"][:, None])[delivered],
+                             return_counts=True)
+    return lags, counts, int(plain["dropped"].sum()), n_all
 
 
 # ---------------------------------------------------------------------------

@@ -28,17 +28,28 @@ travel with the data), supports chunked, compressed datasets and partial reads
 dependency over NumPy. NetCDF-4 is HDF5 underneath, but reading it comfortably
 means netCDF4 or xarray plus pandas, a much heavier stack for little gain here.
 
-Layout of ``traces.h5`` (attribute ``format = "eventsim-traces/1"``)::
+Layout of ``traces.h5`` (attribute ``format = "eventsim-traces/2"``)::
 
     /signals/<pop>.<var>   data, shape (time, trial, ...); attrs units, dt, dt_units
     /ticks/<pop>.<var>     int64 (time,): the tick of each sample
     /time/<pop>.<var>      float64 (time,): the same in ms (a dimension scale)
-    /channels/<name>/      datasets sent_tick (M,), deliver_tick (M,) or (M, trial)
-                           (-1: dropped), dropped (same shape as deliver_tick);
-                           attribute sample_ticks (tick at which each sample starts)
+    /channels/<name>/      the channel record of :mod:`eventsim.records`: dataset
+                           sent_runs (R, 3) (send ticks as runs first, step, count);
+                           dataset deliver_tick (M, trial) (-1: dropped) only for a
+                           channel with jitter or loss; attributes trials, delay
+                           (ticks from send to delivery when there is no
+                           deliver_tick) and sample_runs (the sample starts as runs)
+
+A long run keeps its channel records small this way: a channel that sends every
+tick stores one run per stretch of training instead of one tick per message and
+trial. :func:`load_channels` returns the records;
+:func:`eventsim.records.expand_channel` gives their plain ticks. Files of format
+``eventsim-traces/1`` (plain datasets sent_tick (M,), deliver_tick (M,) or
+(M, trial), dropped, and attribute sample_ticks) still load, as records with
+deliver_tick filled in and delay None.
 
 The file uses the HDF5 1.8 object-header format so that attributes larger than
-64 KiB (``sample_ticks`` of a long run) are allowed.
+64 KiB (many sample runs, should sample starts ever be irregular) are allowed.
 """
 
 from __future__ import annotations
@@ -66,6 +77,7 @@ import yaml
 
 from . import __version__
 from .errors import EventsimError
+from .records import RUN_COLUMNS, message_count, runs_of
 
 CONFIG_FILE = "config.resolved.yaml"
 META_FILE = "meta.json"
@@ -88,7 +100,9 @@ PACKAGE_DISTRIBUTIONS = {
     "numpy": "numpy", "simpy": "simpy", "networkx": "networkx", "pyyaml": "PyYAML",
     "pydantic": "pydantic", "matplotlib": "matplotlib", "h5py": "h5py", "tqdm": "tqdm",
 }
-TRACES_FORMAT = "eventsim-traces/1"
+TRACES_FORMAT = "eventsim-traces/2"
+#: The format before channel records were compact; :func:`load_channels` reads it.
+TRACES_FORMAT_PLAIN = "eventsim-traces/1"
 
 
 # ---------------------------------------------------------------------------
@@ -469,10 +483,9 @@ class RunDir:
 
         ``traces`` maps ``'<population>.<variable>'`` to ``dict(data=array of
         shape (time, trial, ...), ticks=int array (time,), units=str)``;
-        ``channels`` maps a channel name to ``dict(sent_tick, deliver_tick,
-        sample_ticks)`` int arrays: ``sent_tick`` (M,), ``deliver_tick`` (M,)
-        or (M, trial), -1 for a dropped message (an optional ``dropped`` array
-        must agree). Arrays must be on the host (NumPy).
+        ``channels`` maps a channel name to its compact record
+        (:mod:`eventsim.records`: ``sent_runs``, ``trials``, ``delay``,
+        ``deliver_tick`` and ``sample_runs``). Arrays must be on the host (NumPy).
         """
         with _atomic_target(self.path / TRACES_FILE) as tmp:
             with h5py.File(tmp, "w", libver=("v108", "latest")) as f:
@@ -526,22 +539,29 @@ def _write_signal(signals, ticks_group, time_group, name: str, entry: Mapping[st
 
 def _write_channel(group, name: str, entry: Mapping[str, Any]) -> None:
     _check_name("channel", name)
-    sent = np.asarray(entry["sent_tick"], dtype=np.int64)
-    deliver = np.asarray(entry["deliver_tick"], dtype=np.int64)
-    if sent.ndim != 1 or deliver.ndim not in (1, 2) or deliver.shape[0] != sent.shape[0]:
-        raise ValueError(
-            f"channel {name!r}: sent_tick must be (M,) and deliver_tick (M,) or (M, trial), "
-            f"got {sent.shape} and {deliver.shape}"
-        )
-    dropped = deliver < 0
-    if "dropped" in entry and not np.array_equal(np.asarray(entry["dropped"], bool), dropped):
-        raise ValueError(f"channel {name!r}: 'dropped' disagrees with deliver_tick == -1")
+    runs = np.asarray(entry["sent_runs"], dtype=np.int64)
+    trials, delay, deliver = int(entry["trials"]), entry["delay"], entry["deliver_tick"]
+    if runs.ndim != 2 or runs.shape[1] != len(RUN_COLUMNS) or (runs[:, 2] < 1).any():
+        raise ValueError(f"channel {name!r}: sent_runs must be (R, 3) rows (first, step, "
+                         f"count) with count >= 1, got shape {runs.shape}")
+    if deliver is None and delay is None:
+        raise ValueError(f"channel {name!r}: a record without deliver_tick needs its delay")
+    if deliver is not None:
+        deliver = np.asarray(deliver, dtype=np.int64)
+        if deliver.shape != (message_count(entry), trials):
+            raise ValueError(f"channel {name!r}: deliver_tick must be (M, trial) = "
+                             f"({message_count(entry)}, {trials}), got {deliver.shape}")
     g = group.create_group(name)
-    for key, array in (("sent_tick", sent), ("deliver_tick", deliver), ("dropped", dropped)):
-        g.create_dataset(key, data=array, **_dataset_options(array))
-    g["sent_tick"].attrs["units"] = "tick"
-    g["deliver_tick"].attrs["units"] = "tick"
-    g.attrs["sample_ticks"] = np.asarray(entry["sample_ticks"], dtype=np.int64)
+    ds = g.create_dataset("sent_runs", data=runs)
+    ds.attrs["columns"] = ", ".join(RUN_COLUMNS)
+    ds.attrs["units"] = "tick"
+    if deliver is not None:
+        g.create_dataset("deliver_tick", data=deliver, **_dataset_options(deliver))
+        g["deliver_tick"].attrs["units"] = "tick"
+    g.attrs["trials"] = trials
+    if delay is not None:
+        g.attrs["delay"] = int(delay)
+    g.attrs["sample_runs"] = np.asarray(entry["sample_runs"], dtype=np.int64).reshape(-1, 3)
 
 
 # ---------------------------------------------------------------------------
@@ -625,14 +645,29 @@ def load_traces(run_dir: str | os.PathLike,
     return out
 
 
-def load_channels(run_dir: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
-    """Channel records: ``name -> dict(sent_tick, deliver_tick, dropped, sample_ticks)``."""
+def load_channels(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Channel records: ``name -> dict(sent_runs, trials, delay, deliver_tick, sample_runs)``
+    (:mod:`eventsim.records`; :func:`~eventsim.records.expand_channel` gives the ticks)."""
     out = {}
     with h5py.File(_run_path(run_dir, TRACES_FILE), "r") as f:
+        plain = f.attrs["format"] == TRACES_FORMAT_PLAIN
         for name, g in f["channels"].items():
-            out[name] = {key: g[key][()] for key in ("sent_tick", "deliver_tick", "dropped")}
-            out[name]["sample_ticks"] = np.asarray(g.attrs["sample_ticks"], dtype=np.int64)
+            out[name] = _plain_channel(g) if plain else {
+                "sent_runs": g["sent_runs"][()],
+                "trials": int(g.attrs["trials"]),
+                "delay": int(g.attrs["delay"]) if "delay" in g.attrs else None,
+                "deliver_tick": g["deliver_tick"][()] if "deliver_tick" in g else None,
+                "sample_runs": np.asarray(g.attrs["sample_runs"], dtype=np.int64).reshape(-1, 3),
+            }
     return out
+
+
+def _plain_channel(g) -> dict[str, Any]:
+    """The record of a channel group written in format ``eventsim-traces/1``."""
+    deliver = g["deliver_tick"][()]
+    deliver = deliver[:, None] if deliver.ndim == 1 else deliver
+    return {"sent_runs": runs_of(g["sent_tick"][()]), "trials": deliver.shape[1], "delay": None,
+            "deliver_tick": deliver, "sample_runs": runs_of(g.attrs["sample_ticks"])}
 
 
 def traces_dt_ms(run_dir: str | os.PathLike) -> float | None:

@@ -5,7 +5,9 @@ epoch in a fresh per-trial order; a ``duration`` phase keeps cycling through
 it. Evaluation (``evaluate.every`` epochs and at the end) presents the training
 set and then the test set with all learning off, records the last layer's mean
 rate over each sample window, fits the linear readout on the training windows
-and scores it on the test windows. The working memory is saved before and
+and scores it on the test windows. When the run's last epoch is one of every
+``evaluate.every``, the final evaluation is its evaluation (phase ``final`` in
+the metrics), not a second one. The working memory is saved before and
 restored after an evaluation and the reservoirs pause during it, so evaluation
 samples never enter learning.
 
@@ -64,6 +66,7 @@ class RunResult:
     metrics: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     channels: dict = field(default_factory=dict)
+    """Per modulatory channel its compact record (:mod:`eventsim.records`)."""
     traces: dict = field(default_factory=dict)
     phases: list = field(default_factory=list)
     weights: dict = field(default_factory=dict)
@@ -208,7 +211,10 @@ class Runner:
             else:
                 total += int(round(phase.duration / self.sim.dt_ms))
         every = self.sc.spec.evaluate.every
-        evaluations = 1 + (epochs // every if every else 0) if self.classification else 0
+        periodic = epochs // every if every else 0
+        if periodic and self.sc.spec.phases[-1].epochs is not None and epochs % every == 0:
+            periodic -= 1  # the last epoch's evaluation is the final one
+        evaluations = 1 + periodic if self.classification else 0
         return total + evaluations * (n_train + n_test) * t
 
     @property
@@ -329,6 +335,12 @@ class Runner:
         finally:
             self._resume_point = None
 
+    def _ends_training(self, phase) -> bool:
+        """Whether the epoch just completed is the run's last: no epoch of ``phase`` and no
+        phase after it are left, so the final evaluation follows it directly."""
+        return (self.position.phase == len(self.sc.spec.phases) - 1
+                and self.position.epoch_in_phase == phase.epochs)
+
     def _run_phase(self, phase) -> None:
         sim, pos = self.sim, self.position
         sim.phase = phase.name
@@ -362,6 +374,8 @@ class Runner:
                     self._flush_objectives(phase.name, self.epoch)
                     self._report(f"epoch {self.epoch}")
                     pos.evaluate = bool(every) and self.epoch % every == 0
+                if pos.evaluate and self._ends_training(phase):
+                    pos.evaluate = False  # the final evaluation, next, is this epoch's
                 if pos.evaluate:
                     self._evaluate_resumable(phase.name)
                     pos.evaluate = False

@@ -17,6 +17,7 @@ from eventsim.config.network import parse_network
 from eventsim.config.scenario import parse_scenario
 from eventsim.engine.simulator import LayerRule, Simulator
 from eventsim.errors import ConfigError
+from eventsim.records import expand_channel
 from eventsim.runner import Runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def _sim_record(extra, *, S=10, T=200, seeds=(1,)):
     sim.set_learning(layers=True, readouts=False)
     sim.set_eta(0.1)
     sim.run(T)
-    return sim.channels["h"].record()
+    return expand_channel(sim.channels["h"].record())
 
 
 def test_every_tick_is_the_default_and_period_phase_select_ticks():
@@ -88,7 +89,7 @@ def test_burst_broadcast_sends_burst_ticks_out_of_every_period():
 
 def _direct(seeds, *, samples, S, **kw):
     """Drive a Channel for ``samples`` samples of S ticks; returns its record."""
-    return drive_channel(seeds, samples * S, sample=S, **kw)[0].record()
+    return expand_channel(drive_channel(seeds, samples * S, sample=S, **kw)[0].record())
 
 
 @pytest.mark.parametrize("dist", ["uniform", "normal"])
@@ -182,22 +183,23 @@ def test_the_record_is_compact_and_expands_to_every_send_and_delivery():
     ch_gappy, _ = drive_channel(seeds, 5000, sends=sends, delay=2)
     for channel, expected in ((ch, np.arange(5000)),
                               (ch_gappy, np.array([t for t in range(5000) if sends(t)]))):
-        rec = channel.record()
+        rec = expand_channel(channel.record())
         np.testing.assert_array_equal(rec["sent_tick"], expected)
         np.testing.assert_array_equal(rec["deliver_tick"],
                                       np.repeat(expected[:, None] + 2, 2, axis=1))
-        assert len(channel.delivered) == 0
+        assert len(channel.delivered) == 0 and channel.record()["deliver_tick"] is None
     assert ch.sent_runs == [[0, 1, 5000]]
     assert len(ch_gappy.sent_runs) <= 5 * 3  # per 1000 ticks: the stretch, the 3 singles
     state = ch_gappy.get_state()
-    old = {**state, "sent": ch_gappy.record()["sent_tick"]}
+    old = {**state, "sent": expand_channel(ch_gappy.record())["sent_tick"]}
     del old["sent_runs"]
     for saved in (state, old):
         again, _ = drive_channel(seeds, 0, delay=2)
         again.set_state(saved, now=5000)
         assert again.sent_runs == ch_gappy.sent_runs
     lossy, _ = drive_channel(seeds, 300, loss=0.3, jitter=2, delay=4)
-    rec = lossy.record()
+    assert lossy.record()["deliver_tick"].shape == (300, 2)
+    rec = expand_channel(lossy.record())
     assert rec["deliver_tick"].shape == (300, 2) and (rec["deliver_tick"] == -1).any()
 
 
@@ -210,7 +212,7 @@ def test_modulator_all_overrides_every_edge_and_a_layer_entry_wins():
     assert (out.delay, out.jitter, out.broadcast, out.phase, out.burst) == (1, 0, "sample", 5, 2)
     result = runner.run()
     for layer, sends in (("h1", [5]), ("out", [5, 6])):
-        sent = result.channels[layer]["sent_tick"]
+        sent = expand_channel(result.channels[layer])["sent_tick"]
         assert sorted(set((sent % 8).tolist())) == sends
         assert len(sent) == 6 * len(sends)  # learning phase only: 6 samples
 

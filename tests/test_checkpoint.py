@@ -291,6 +291,49 @@ def test_stop_anywhere_and_resume_is_bit_identical(tmp_path, source, stops):
     assert in_flight > 0 or source == "reservoir"  # delayed messages crossed a checkpoint
 
 
+# ============================================================ the last evaluation
+def _count_evaluations(runner: Runner) -> list[tuple[str, int]]:
+    """Record ``(phase, epoch)`` of each evaluation ``runner`` makes from now on."""
+    calls = []
+    evaluate = runner.evaluate
+
+    def spy(phase: str) -> dict:
+        calls.append((phase, runner.epoch))
+        return evaluate(phase)
+
+    runner.evaluate = spy
+    return calls
+
+
+def test_the_last_epochs_evaluation_is_the_final_one_also_after_a_resume(tmp_path):
+    """evaluate.every = 4 divides the 12 epochs: after epoch 12 comes one evaluation (the
+    final one), not the periodic one and then the final one. A run resumed from the
+    checkpoint after epoch 12 makes just that one too, also from a state that still has
+    the periodic evaluation due (a stop during it, saved before this rule)."""
+    sc = load_scenario(_write(tmp_path))
+    runner = Runner(sc)
+    runner.checkpoints = _InMemory()
+    calls = _count_evaluations(runner)
+    reference = runner.run()
+    assert calls == [("train", 4), ("train", 8), ("final", 12)]
+    scored = {(r["phase"], r["epoch"]) for r in reference.metrics
+              if r["metric"] == "accuracy/test"}
+    assert scored == {("train", 4), ("train", 8), ("final", 12)}
+    assert reference.ticks == runner.total_ticks()
+    assert [p["name"] for p in reference.phases] == ["warmup", "train", "evaluate"]
+    path = checkpoint.save(tmp_path / "last.npz", runner.checkpoints.states[-1])
+    position = checkpoint.load(path)["runner"]["position"]
+    assert position["epoch_in_phase"] == 12 and not position["evaluate"]
+    for evaluate in (False, True):
+        state = checkpoint.load(path)
+        state["runner"]["position"]["evaluate"] = evaluate
+        resumed = Runner(sc)
+        checkpoint.restore(resumed, state)
+        calls = _count_evaluations(resumed)
+        _assert_same_result(reference, resumed.run())
+        assert calls == [("final", 12)]
+
+
 # ============================================================ divergence
 def test_divergence_stops_the_run_and_keeps_the_checkpoint_before_it(tmp_path):
     """The rate jumps beyond float32 at the third epoch (schedule {2: 1e39})."""

@@ -20,6 +20,7 @@ from eventsim.config.network import parse_network
 from eventsim.config.scenario import parse_scenario
 from eventsim.engine.simulator import LayerRule, Simulator
 from eventsim.errors import ConfigError
+from eventsim.records import expand_channel
 from eventsim.runner import Runner
 
 ETA = 0.3
@@ -65,7 +66,7 @@ def _reference_updates(sim, trace, T):
     z, zpre, xi, W = (probes[n].data()[1] for n in ("h.z", "x.z", "h.xi", "h.W"))
     beta = (1.0 - z * z)[..., :, None] * zpre[..., None, :]           # (T, K, n, m)
     actual = np.diff(np.concatenate([W0[None], W]), axis=0)
-    rec = sim.channels["h"].record()
+    rec = expand_channel(sim.channels["h"].record())
     S = sim.sample_ticks
     # the eligibility each variant offers at tick t for a message sent at tick s
     if trace == "tick":

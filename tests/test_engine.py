@@ -29,6 +29,7 @@ from eventsim.plasticity import hsic
 from eventsim.populations.input import InputPopulation
 from eventsim.populations.layer import Layer
 from eventsim.populations.reservoir import Reservoir
+from eventsim.records import expand_channel
 from eventsim.runner import Runner
 
 
@@ -163,10 +164,10 @@ def test_batched_trials_equal_single_runs(modulator):
                 assert mb["value"] == pytest.approx(ms["value"], rel=1e-5, abs=1e-7)
             else:
                 assert mb["value"] == ms["value"], mb
-        for name, rec in ress.channels.items():
-            np.testing.assert_array_equal(resb.channels[name]["sent_tick"], rec["sent_tick"])
-            np.testing.assert_array_equal(resb.channels[name]["deliver_tick"][:, k],
-                                          rec["deliver_tick"][:, 0])
+        for name, record in ress.channels.items():
+            rec, recb = expand_channel(record), expand_channel(resb.channels[name])
+            np.testing.assert_array_equal(recb["sent_tick"], rec["sent_tick"])
+            np.testing.assert_array_equal(recb["deliver_tick"][:, k], rec["deliver_tick"][:, 0])
 
 
 # ==================================================================== layer
@@ -549,7 +550,7 @@ def _recorded_sim(seeds, extra, T):
 def test_channel_delay_delivers_exactly_delay_ticks_later():
     T, d = 60, 3
     sim, ch, rec = _recorded_sim([1, 2], ", delay: 3 ms", T)
-    record = ch.record()
+    record = expand_channel(ch.record())
     np.testing.assert_array_equal(record["sent_tick"], np.arange(T))
     np.testing.assert_array_equal(record["deliver_tick"], np.arange(T)[:, None] + d + [0, 0])
     ticks = [(at, sent) for at, sent, trials in rec.log]
@@ -561,7 +562,7 @@ def test_channel_delay_delivers_exactly_delay_ticks_later():
 def test_channel_period_sends_every_period_and_learns_only_then():
     T, P = 60, 4
     sim, ch, rec = _recorded_sim([3], ", period: 4 ms", T)
-    np.testing.assert_array_equal(ch.record()["sent_tick"], np.arange(0, T, P))
+    np.testing.assert_array_equal(expand_channel(ch.record())["sent_tick"], np.arange(0, T, P))
     assert [at for at, _, _ in rec.log] == list(range(0, T, P))
     # with τ_e = 0 the weights move only in ticks with a delivery
     sim2, _ = _one_layer_sim([3], extra=", period: 4 ms")
@@ -589,7 +590,7 @@ def test_uniform_jitter_statistics():
     q = 1 / (2 * j + 1)
     assert np.all(np.abs(counts / n - q) < 5 * math.sqrt(q * (1 - q) / n))
     # the record agrees with the actual deliveries
-    record = ch.record()
+    record = expand_channel(ch.record())
     for k, s, at in delivered[:500]:
         assert record["deliver_tick"][s, k] == at
 
@@ -614,7 +615,7 @@ def test_normal_jitter_statistics_and_no_arrival_before_send():
 def test_loss_fraction_is_binomial():
     p, T, seeds = 0.3, 4000, [7, 8, 9]
     ch, log = drive_channel(seeds, T, delay=1, loss=p)
-    record = ch.record()["deliver_tick"]
+    record = expand_channel(ch.record())["deliver_tick"]
     n = record.size
     dropped = (record == -1).mean()
     assert abs(dropped - p) < 5 * math.sqrt(p * (1 - p) / n)
@@ -627,16 +628,16 @@ def test_loss_fraction_is_binomial():
             else:
                 assert got[(k, s)] == s + 1
     # a lossless channel draws no random numbers and loses nothing
-    assert (drive_channel([1], 50)[0].record()["deliver_tick"] >= 0).all()
+    assert (expand_channel(drive_channel([1], 50)[0].record())["deliver_tick"] >= 0).all()
 
 
 def test_channel_trials_are_independent():
     kw = {"delay": 5, "jitter": 3, "loss": 0.25}
     seeds = [40, 41, 42]
     ch, _ = drive_channel(seeds, 800, **kw)
-    batched = ch.record()["deliver_tick"]
+    batched = expand_channel(ch.record())["deliver_tick"]
     for k, s in enumerate(seeds):
-        single = drive_channel([s], 800, **kw)[0].record()["deliver_tick"]
+        single = expand_channel(drive_channel([s], 800, **kw)[0].record())["deliver_tick"]
         np.testing.assert_array_equal(batched[:, k], single[:, 0])
     assert not np.array_equal(batched[:, 0], batched[:, 1])
 
@@ -649,12 +650,12 @@ def test_simulated_channel_trials_equal_single_runs():
     sim_b, ch_b, rec_b = _recorded_sim(seeds, extra, T)
     for k, s in enumerate(seeds):
         sim_s, ch_s, rec_s = _recorded_sim([s], extra, T)
-        np.testing.assert_array_equal(ch_b.record()["deliver_tick"][:, k],
-                                      ch_s.record()["deliver_tick"][:, 0])
+        np.testing.assert_array_equal(expand_channel(ch_b.record())["deliver_tick"][:, k],
+                                      expand_channel(ch_s.record())["deliver_tick"][:, 0])
         np.testing.assert_array_equal(sim_b.populations["h"].W[k], sim_s.populations["h"].W[0])
         deliveries_b = [(at, sent) for at, sent, trials in rec_b.log if trials[k]]
         assert deliveries_b == [(at, sent) for at, sent, _ in rec_s.log]
-        rec = ch_s.record()
+        rec = expand_channel(ch_s.record())
         for at, sent in deliveries_b:
             assert rec["deliver_tick"][sent, 0] == at
 

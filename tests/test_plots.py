@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from eventsim import plots
+from eventsim import plots, rundir
+from eventsim.records import expand_channel, runs_of
 from eventsim.rundir import RunDir
 
 DT_MS = 1.0
@@ -80,8 +82,8 @@ def _traces(rng: np.random.Generator) -> tuple[dict, dict]:
     sent = np.arange(0, 2000, 5)
     deliver = sent[:, None] + 7 + rng.integers(-3, 4, size=(sent.size, TRIALS))
     deliver[rng.random(deliver.shape) < 0.1] = -1
-    channels = {"mem_h1->h1": dict(sent_tick=sent, deliver_tick=deliver,
-                                   sample_ticks=np.arange(0, END, SAMPLE))}
+    channels = {"mem_h1->h1": dict(sent_runs=runs_of(sent), trials=TRIALS, delay=7,
+                                   deliver_tick=deliver, sample_runs=[[0, SAMPLE, END // SAMPLE]])}
     return traces, channels
 
 
@@ -215,3 +217,26 @@ def test_eventsim_plot_reproduces_the_figures_of_a_real_run(tmp_path, capsys):
     assert sorted(Path(p).name for p in printed) == sorted(drawn)
     for name, content in drawn.items():
         assert (run.directory.plots_dir / name).read_bytes() == content, name
+
+
+def test_a_run_stores_its_channel_records_compactly(tmp_path):
+    """traces.h5 of a real run holds the send ticks as runs (one per stretch of
+    training for a channel that sends every tick) and delivery ticks only for the
+    jittered, lossy channel; the records expand to what the channels sent."""
+    from eventsim.api import execute  # noqa: PLC0415
+    from eventsim.config.scenario import parse_scenario  # noqa: PLC0415
+
+    run = execute(parse_scenario(REAL_RUN), out=tmp_path / "run", quiet=True, plots=False)
+    with h5py.File(run.directory.path / "traces.h5", "r") as f:
+        out, h1 = f["channels/out"], f["channels/h1"]
+        assert set(out) == {"sent_runs"} and set(h1) == {"sent_runs", "deliver_tick"}
+        # two epochs (the pretraining trains no layer), each followed by an evaluation
+        assert out["sent_runs"].shape == (2, 3) and out.attrs["delay"] == 5
+    loaded = rundir.load_channels(run.directory.path)
+    for name, record in run.result.channels.items():
+        got, sent = expand_channel(loaded[name]), expand_channel(record)
+        for key in ("sent_tick", "deliver_tick"):
+            np.testing.assert_array_equal(got[key], sent[key])
+        np.testing.assert_array_equal(got["sample_ticks"],
+                                      np.arange(0, run.result.ticks, 10))
+    assert expand_channel(loaded["out"])["sent_tick"].size == 2 * 10 * 10  # every tick

@@ -22,6 +22,8 @@ import yaml
 import eventsim
 from eventsim import rundir
 from eventsim.errors import EventsimError
+from eventsim.plots import plot_modulator_timing
+from eventsim.records import expand_channel, runs_of
 from eventsim.rundir import (
     ENVIRONMENT_FIELDS,
     META_FIELDS,
@@ -297,22 +299,35 @@ def _trace_inputs():
     sent = np.arange(0, 30_000, 3)
     deliver = sent + 5
     deliver[::7] = -1
-    # 20 000 sample starts make an attribute larger than HDF5's 64 KiB compact limit.
-    channels = {"mem_h1->h1": dict(sent_tick=sent, deliver_tick=deliver,
-                                   sample_ticks=np.arange(20_000) * 50),
-                "mem_h2->h2": dict(sent_tick=np.array([], dtype=int),
-                                   deliver_tick=np.array([], dtype=int),
-                                   sample_ticks=np.array([0, 50])),
-                # The engine records one delivery tick per trial: (M, trial).
-                "per_trial": dict(sent_tick=np.array([0, 10, 20]),
-                                  deliver_tick=np.array([[3, -1], [12, 13], [-1, -1]]),
-                                  sample_ticks=np.array([0]))}
-    return traces, channels
-
-
+    # The plain ticks each channel record below stands for (checked after loading).
+    plain = {"mem_h1->h1": dict(sent_tick=sent, deliver_tick=deliver[:, None],
+                                sample_ticks=np.arange(20_000) * 50),
+             "mem_h2->h2": dict(sent_tick=np.zeros(0, int), deliver_tick=np.zeros((0, 2), int),
+                                sample_ticks=np.array([0, 50])),
+             "every_tick": dict(sent_tick=np.r_[0:500, 900:1000],
+                                deliver_tick=np.repeat(np.r_[0:500, 900:1000][:, None] + 2, 3,
+                                                       axis=1),
+                                sample_ticks=np.arange(0, 1000, 10)),
+             # The engine records one delivery tick per trial: (M, trial).
+             "per_trial": dict(sent_tick=np.array([0, 10, 20]),
+                               deliver_tick=np.array([[3, -1], [12, 13], [-1, -1]]),
+                               sample_ticks=np.array([0]))}
+    channels = {
+        "mem_h1->h1": dict(sent_runs=runs_of(sent), trials=1, delay=5,
+                           deliver_tick=deliver[:, None],
+                           sample_runs=runs_of(np.arange(20_000) * 50)),
+        "mem_h2->h2": dict(sent_runs=np.zeros((0, 3), int), trials=2, delay=1, deliver_tick=None,
+                           sample_runs=[[0, 50, 2]]),
+        # deterministic: no delivery ticks stored, two runs of sends
+        "every_tick": dict(sent_runs=[[0, 1, 500], [900, 1, 100]], trials=3, delay=2,
+                           deliver_tick=None, sample_runs=[[0, 10, 100]]),
+        "per_trial": dict(sent_runs=[[0, 10, 3]], trials=2, delay=3,
+                          deliver_tick=plain["per_trial"]["deliver_tick"], sample_runs=[[0, 0, 1]]),
+    }
+    return traces, channels, plain
 def test_traces_round_trip(tmp_path):
     run = RunDir.create(tmp_path, scenario_name="s", resolved_config={"a": 1})
-    traces, channels = _trace_inputs()
+    traces, channels, _ = _trace_inputs()
     run.write_traces(traces, channels, dt_ms=0.5)
     assert sorted(trace_names(run)) == sorted(traces)
     loaded = load_traces(run)
@@ -333,37 +348,102 @@ def test_traces_round_trip(tmp_path):
     assert not _temp_files(run.path, "traces.h5")
 
 
+def _assert_plain(loaded: dict, plain: dict) -> None:
+    """Channel records expand to the ``plain`` ticks, sample starts and dropped flags."""
+    assert set(loaded) == set(plain)
+    for name, entry in plain.items():
+        got = expand_channel(loaded[name])
+        for key in ("sent_tick", "deliver_tick", "sample_ticks"):
+            np.testing.assert_array_equal(got[key], entry[key], err_msg=f"{name} {key}")
+        np.testing.assert_array_equal(got["dropped"], entry["deliver_tick"] < 0)
+
+
 def test_channels_round_trip(tmp_path):
     run = RunDir.create(tmp_path, scenario_name="s", resolved_config={"a": 1})
-    traces, channels = _trace_inputs()
+    traces, channels, plain = _trace_inputs()
     run.write_traces(traces, channels, dt_ms=1.0)
     loaded = load_channels(run)
-    assert set(loaded) == set(channels)
+    _assert_plain(loaded, plain)
     for name, entry in channels.items():
         got = loaded[name]
-        np.testing.assert_array_equal(got["sent_tick"], entry["sent_tick"])
-        np.testing.assert_array_equal(got["deliver_tick"], entry["deliver_tick"])
-        np.testing.assert_array_equal(got["dropped"], np.asarray(entry["deliver_tick"]) < 0)
-        np.testing.assert_array_equal(got["sample_ticks"], entry["sample_ticks"])
-    assert loaded["mem_h1->h1"]["dropped"].sum() == len(range(0, 10_000, 7))
-    assert loaded["per_trial"]["dropped"].tolist() == [[False, True], [False, False],
-                                                       [True, True]]
+        np.testing.assert_array_equal(got["sent_runs"], np.reshape(entry["sent_runs"], (-1, 3)))
+        assert (got["trials"], got["delay"]) == (entry["trials"], entry["delay"])
+        assert (got["deliver_tick"] is None) == (entry["deliver_tick"] is None)
+    assert expand_channel(loaded["mem_h1->h1"])["dropped"].sum() == len(range(0, 10_000, 7))
+    assert expand_channel(loaded["per_trial"])["dropped"].tolist() == [[False, True],
+                                                                      [False, False],
+                                                                      [True, True]]
+    window = expand_channel(loaded["every_tick"], 495, 905)
+    np.testing.assert_array_equal(window["sent_tick"], np.r_[495:500, 900:905])
+    np.testing.assert_array_equal(window["sample_ticks"], np.arange(500, 905, 10))
+    window = expand_channel(loaded["per_trial"], 5, 20)
+    np.testing.assert_array_equal(window["deliver_tick"], [[12, 13]])
+    assert plot_modulator_timing(loaded, tmp_path / "plots").is_file()
+
+
+def test_channel_records_stay_compact_in_the_file(tmp_path):
+    """A channel that sends every tick of a long run is stored as runs: the file does
+    not grow with the number of messages (the plain form held M x K ticks)."""
+    run = RunDir.create(tmp_path, scenario_name="s", resolved_config={"a": 1})
+    ticks = 50_000_000
+    channels = {name: dict(sent_runs=[[0, 1, ticks // 2], [ticks // 2 + 100, 1, ticks // 4]],
+                           trials=4, delay=3, deliver_tick=None,
+                           sample_runs=[[0, 20, ticks // 20]])
+                for name in ("h1", "h2", "out")}
+    run.write_traces({}, channels, dt_ms=1.0)
+    assert (run.path / "traces.h5").stat().st_size < 64 * 1024
+    loaded = load_channels(run)
+    window = expand_channel(loaded["h2"], ticks // 2 - 2, ticks // 2 + 102)
+    np.testing.assert_array_equal(window["sent_tick"],
+                                  [ticks // 2 - 2, ticks // 2 - 1, ticks // 2 + 100,
+                                   ticks // 2 + 101])
+    assert window["deliver_tick"].shape == (4, 4)
+
+
+def test_traces_of_the_plain_format_still_load(tmp_path):
+    """A traces.h5 written before channel records were compact (format
+    eventsim-traces/1: plain tick datasets) loads as records that expand to its ticks."""
+    _, _, plain = _trace_inputs()
+    path = tmp_path / "traces.h5"
+    with h5py.File(path, "w", libver=("v108", "latest")) as f:
+        f.attrs["format"] = "eventsim-traces/1"
+        f.attrs["dt_ms"] = 1.0
+        for group in ("signals", "ticks", "time"):
+            f.create_group(group)
+        for name, entry in plain.items():
+            g = f.create_group(f"channels/{name}")
+            deliver = entry["deliver_tick"]
+            # the old writer also took (M,) delivery ticks
+            g["deliver_tick"] = deliver[:, 0] if name == "mem_h1->h1" else deliver
+            g["sent_tick"] = entry["sent_tick"]
+            g["dropped"] = g["deliver_tick"][()] < 0
+            g.attrs["sample_ticks"] = entry["sample_ticks"]
+    loaded = load_channels(tmp_path)
+    _assert_plain(loaded, plain)
+    assert loaded["every_tick"]["sent_runs"].tolist() == [[0, 1, 500], [900, 1, 100]]
+    assert all(rec["delay"] is None for rec in loaded.values())
+    assert plot_modulator_timing(loaded, tmp_path / "plots").is_file()
 
 
 def test_traces_reject_bad_shapes_and_keep_old_file(tmp_path):
     run = RunDir.create(tmp_path, scenario_name="s", resolved_config={"a": 1})
-    traces, channels = _trace_inputs()
+    traces, channels, _ = _trace_inputs()
     run.write_traces(traces, channels, dt_ms=1.0)
     before = (run.path / "traces.h5").read_bytes()
     bad = {"h1.z": dict(data=np.zeros((3, 2)), ticks=np.arange(4), units="rate")}
     with pytest.raises(ValueError, match=r"\(time, trial"):
         run.write_traces(bad, {}, dt_ms=1.0)
-    wrong_drop = {"c": dict(sent_tick=[1, 2], deliver_tick=[3, -1], dropped=[False, False],
-                            sample_ticks=[0])}
-    with pytest.raises(ValueError, match="disagrees"):
-        run.write_traces({}, wrong_drop, dt_ms=1.0)
-    wrong_len = {"c": dict(sent_tick=[1, 2], deliver_tick=[[3, 4]], sample_ticks=[0])}
-    with pytest.raises(ValueError, match=r"\(M, trial\)"):
+    no_delay = {"c": dict(sent_runs=[[1, 1, 2]], trials=1, delay=None, deliver_tick=None,
+                          sample_runs=[[0, 0, 1]])}
+    with pytest.raises(ValueError, match="needs its delay"):
+        run.write_traces({}, no_delay, dt_ms=1.0)
+    wrong_len = {"c": dict(sent_runs=[[1, 1, 2]], trials=2, delay=1, deliver_tick=[[3, 4]],
+                           sample_runs=[[0, 0, 1]])}
+    with pytest.raises(ValueError, match=r"\(M, trial\) = \(2, 2\)"):
         run.write_traces({}, wrong_len, dt_ms=1.0)
+    not_runs = {"c": dict(sent_runs=[1, 2, 3, 4], trials=1, delay=1, deliver_tick=None,
+                          sample_runs=[[0, 0, 1]])}
+    with pytest.raises(ValueError, match=r"\(R, 3\)"):
+        run.write_traces({}, not_runs, dt_ms=1.0)
     assert (run.path / "traces.h5").read_bytes() == before
     assert not _temp_files(run.path, "traces.h5")

@@ -19,7 +19,8 @@ receiver the tick the message was sent in. Every send and delivery tick is
 recorded, compactly: send ticks as arithmetic runs ``(first, step, count)`` (a
 channel that sends every tick of a long run keeps one run per training
 stretch), and delivery ticks only where jitter or loss make them differ from
-``send + delay``.
+``send + delay``. :meth:`Channel.record` gives this compact record (the form
+``traces.h5`` stores); :func:`eventsim.records.expand_channel` expands it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from array import array
 import numpy as np
 
 from ..backend import RandomStreams
+from ..records import runs_of
 
 BROADCASTS = ("tick", "sample", "burst")
 
@@ -137,12 +139,9 @@ class Channel:
         """Restore ``state`` and schedule its messages in flight relative to tick ``now``."""
         self.in_flight = state["in_flight"]
         self.streams.set_state(state["rng"])
-        self.sent_runs = []
-        if "sent" in state:  # a checkpoint from before the compact record
-            for tick in np.asarray(state["sent"], dtype=np.int64).tolist():
-                self._record_send(tick)
-        else:
-            self.sent_runs = np.asarray(state["sent_runs"], dtype=np.int64).tolist()
+        # a checkpoint from before the compact record holds the plain send ticks
+        runs = runs_of(state["sent"]) if "sent" in state else state["sent_runs"]
+        self.sent_runs = np.asarray(runs, dtype=np.int64).tolist()
         self.delivered = array("q")
         if self.random:
             self.delivered.frombytes(np.asarray(state["delivered"], dtype=np.int64).tobytes())
@@ -150,15 +149,14 @@ class Channel:
             self.schedule(when - now, self._deliver_due)
 
     def record(self) -> dict:
-        """Send ticks (M,) and delivery ticks (M, K), −1 where dropped."""
-        sent = np.concatenate([first + step * np.arange(count, dtype=np.int64)
-                               for first, step, count in self.sent_runs] or
-                              [np.zeros(0, np.int64)])
+        """The compact record (:mod:`eventsim.records`): ``sent_runs`` (R, 3),
+        ``trials``, ``delay`` and ``deliver_tick`` ((M, K), −1 where dropped; None
+        when the channel is not random)."""
+        deliver = None
         if self.random:
-            deliv = np.frombuffer(self.delivered, dtype=np.int64).reshape(-1, self.trials)
-        else:
-            deliv = np.repeat((sent + self.delay)[:, None], self.trials, axis=1)
-        return {"sent_tick": sent.copy(), "deliver_tick": deliv.copy()}
+            deliver = np.array(self.delivered, dtype=np.int64).reshape(-1, self.trials)
+        return {"sent_runs": np.array(self.sent_runs, dtype=np.int64).reshape(-1, 3),
+                "trials": self.trials, "delay": self.delay, "deliver_tick": deliver}
 
 
 def _as_like(mask: np.ndarray, like):
