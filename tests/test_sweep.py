@@ -497,3 +497,24 @@ def test_parquet_without_pyarrow_is_a_one_line_error_before_any_point(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "pip install 'eventsim[parquet]'" in err
     assert not out.exists()
+
+
+# ======================================================== memory capacity
+def test_memory_capacity_scenarios_zip_n_with_the_authors_rates():
+    """memory_capacity_authors_rates.yaml: the authors' per-N rates (memory_sweep.jl,
+    ηs = 1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2) divided by 100; at N = 32 memory_capacity.yaml's
+    one rate."""
+    from eventsim.config.scenario import load_scenario
+
+    def settings(name):
+        sc = load_scenario(REPO / "scenarios" / f"memory_capacity{name}.yaml")
+        return [(p.overrides["rule.memory"], float(p.overrides.get("rule.lr.eta",
+                                                                   sc.spec.rule.lr.eta)))
+                for p in points(sc.spec.sweep)]
+
+    n = [2, 4, 6, 10, 16, 32]
+    assert settings("") == [(m, 5e-4) for m in n]
+    authors = settings("_authors_rates")
+    assert [m for m, _ in authors] == n
+    assert [eta for _, eta in authors] == pytest.approx(
+        [eta / 100 for eta in (1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2)])
