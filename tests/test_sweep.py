@@ -500,10 +500,10 @@ def test_parquet_without_pyarrow_is_a_one_line_error_before_any_point(tmp_path, 
 
 
 # ======================================================== memory capacity
-def test_memory_capacity_scenarios_zip_n_with_the_authors_rates():
+def test_memory_capacity_scenarios_zip_n_with_the_authors_and_the_equal_step_rates():
     """memory_capacity_authors_rates.yaml: the authors' per-N rates (memory_sweep.jl,
-    ηs = 1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2) divided by 100; at N = 32 memory_capacity.yaml's
-    one rate."""
+    ηs = 1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2) divided by 100; memory_capacity_equal_step.yaml:
+    η / (N − 1) the same for every N; both take memory_capacity.yaml's one rate at N = 32."""
     from eventsim.config.scenario import load_scenario
 
     def settings(name):
@@ -518,3 +518,6 @@ def test_memory_capacity_scenarios_zip_n_with_the_authors_rates():
     assert [m for m, _ in authors] == n
     assert [eta for _, eta in authors] == pytest.approx(
         [eta / 100 for eta in (1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2)])
+    equal = settings("_equal_step")
+    assert [m for m, _ in equal] == n and equal[-1] == (32, 5e-4)
+    assert [eta / (m - 1) for m, eta in equal] == pytest.approx([5e-4 / 31] * 6, rel=5e-3)
