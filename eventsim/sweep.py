@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .config.scenario import load_scenario
-from .config.sweep import EPOCH, EPOCH_METRICS, Point, default_plots, validate_points
+from .config.sweep import EPOCH, EPOCH_METRICS, Point, default_plots, panel_keys, validate_points
 from .errors import ConfigError, EventsimError
 from .rundir import atomic_write, config_hash, csv_cell, csv_columns, slugify, write_csv
 
@@ -312,10 +312,8 @@ def run_sweep(path, *, out=None, workers: int = 1, scheduler: str | None = None,
         sweep = base.spec.sweep
         epoch_rows = _rows(tasks, records, by_epoch=True)
         for spec in default_plots(sweep):
-            axes = spec.axes().values()
-            rows = epoch_rows if EPOCH in axes else result.rows
-            panels = (["variant"] if sweep.variants else []) + [
-                k for k in sweep.grid if k not in axes]
+            rows = epoch_rows if EPOCH in spec.axes().values() else result.rows
+            panels = (["variant"] if sweep.variants else []) + panel_keys(sweep, spec)
             if spec.kind == "heatmap":
                 result.plots += plot_sweep_heatmap(rows, spec, directory / "plots",
                                                    panels=panels)

@@ -13,7 +13,7 @@ import pytest
 
 from eventsim.cli import main
 from eventsim.config.scenario import parse_scenario
-from eventsim.config.sweep import points
+from eventsim.config.sweep import default_plots, panel_keys, points
 from eventsim.errors import ConfigError
 from eventsim.sweep import load_results, run_point, run_sweep
 
@@ -72,7 +72,53 @@ def test_grid_and_variants_expand_in_order():
     assert pts[6].overrides == {"rule.memory": 3, "rule.gamma": 1, "rule.trace": 0}
 
 
+def test_zip_is_one_axis_outside_the_grid_and_inside_the_variants():
+    sc = parse_scenario(BASE + """sweep:
+  grid: {rule.gamma: [1, 2]}
+  zip: {rule.memory: [2, 4, 6], rule.lr.eta: [0.1, 0.01, 0.01]}
+  variants:
+    - {name: a}
+    - {name: b, rule.trace: tick}
+""")
+    pts = points(sc.spec.sweep)
+    assert len(pts) == 2 * 3 * 2
+    assert [p.index for p in pts] == list(range(12))
+    # the zip's i-th values together; the overrides' order gives the table's columns
+    assert pts[0].variant == "a"
+    assert list(pts[0].overrides.items()) == [("rule.memory", 2), ("rule.lr.eta", 0.1),
+                                              ("rule.gamma", 1)]
+    assert pts[1].overrides == {"rule.memory": 2, "rule.lr.eta": 0.1, "rule.gamma": 2}
+    assert pts[2].overrides == {"rule.memory": 4, "rule.lr.eta": 0.01, "rule.gamma": 1}
+    assert pts[5].overrides == {"rule.memory": 6, "rule.lr.eta": 0.01, "rule.gamma": 2}
+    assert pts[6].variant == "b"
+    assert pts[6].overrides == {"rule.trace": "tick", "rule.memory": 2, "rule.lr.eta": 0.1,
+                                "rule.gamma": 1}
+    # default plot: the zip's first key against the first grid key
+    (plot,) = default_plots(sc.spec.sweep)
+    assert (plot.x, plot.lines) == ("rule.memory", "rule.gamma")
+
+
+def test_zip_alone_and_its_plot_panels():
+    sc = parse_scenario(BASE + """evaluate: {every: 1}
+sweep:
+  zip: {rule.memory: [2, 4], rule.lr.eta: [0.1, 0.01]}
+  grid: {rule.gamma: [1, 2]}
+  plots:
+    - {kind: heatmap, x: rule.memory, y: epoch}
+    - {kind: heatmap, x: rule.gamma, y: epoch}
+    - {x: rule.lr.eta, lines: rule.gamma}
+""")
+    sweep = sc.spec.sweep
+    assert [p.overrides for p in points(sweep)][:2] == [
+        {"rule.memory": 2, "rule.lr.eta": 0.1, "rule.gamma": 1},
+        {"rule.memory": 2, "rule.lr.eta": 0.1, "rule.gamma": 2}]
+    # a zip key on an axis carries its partners: they make no panels
+    assert [panel_keys(sweep, p) for p in sweep.plots] == [
+        ["rule.gamma"], ["rule.memory", "rule.lr.eta"], []]
+
+
 PLOTS = "sweep:\n  grid: {rule.gamma: [1, 2]}\n  plots:\n"
+ZIP = "sweep:\n  zip:\n    rule.memory: [2, 4, 6]\n"
 
 
 @pytest.mark.parametrize("sweep, line, field, words", [
@@ -80,7 +126,7 @@ PLOTS = "sweep:\n  grid: {rule.gamma: [1, 2]}\n  plots:\n"
     ("sweep: {grid: {rule.gamma: [{a: 1}]}}", 10, "sweep.grid", "scalars"),
     ("sweep: {grid: {rule.gamma: [1, 1]}}", 10, "sweep.grid", "listed twice"),
     ("sweep: {grid: {'rule..gamma': [1]}}", 10, "sweep.grid", "dotted path"),
-    ("sweep: {}", 10, "sweep", "a grid or variants"),
+    ("sweep: {}", 10, "sweep", "a grid, a zip or variants"),
     ("sweep: {grid: {rule.gamma: [1]}, variants: [{rule.gamma: 2}]}", 10, "sweep",
      "both the grid and a variant"),
     ("sweep: {variants: [{name: a}, {name: a}]}", 10, "sweep.variants", "same name"),
@@ -100,12 +146,33 @@ PLOTS = "sweep:\n  grid: {rule.gamma: [1, 2]}\n  plots:\n"
     (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: epoch, normalise: best}\n", 13,
      "sweep.plots[0].normalise", "invalid value 'best'"),
     (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: rule.memory}\n", 13, "sweep.plots[0].y",
-     "'rule.memory' is not a grid key or 'epoch'"),
+     "'rule.memory' is not a grid key, a zip key or 'epoch'"),
     (PLOTS + "    - {kind: heatmap, x: rule.gamma, y: epoch}\n", 13, "sweep.plots[0].y",
      "the epoch axis needs evaluations during training"),
     ("evaluate: {every: 1}\n" + PLOTS + "    - {x: epoch, metric: weight_ratio}\n", 14,
      "sweep.plots[0].metric", "'weight_ratio' is not recorded per epoch"),
     ("sweep: {grids: {}}", 10, "sweep.grids", "unknown field"),
+    # zip: equal lengths, at least two keys, a key in one place only, at sweep.zip.<key>
+    (ZIP + "    rule.lr.eta: [0.1, 0.01]\n", 13, "sweep.zip.rule.lr.eta",
+     "2 values, but rule.memory has 3"),
+    (ZIP, 12, "sweep.zip.rule.memory", "a zip needs at least two keys"),
+    (ZIP + "    rule.lr.eta: [0.1, 0.01, 0.01]\n  grid:\n    rule.lr.eta: [1, 2]\n", 13,
+     "sweep.zip.rule.lr.eta", "rule.lr.eta is also a grid key"),
+    (ZIP + "    rule.gamma: [1, 2, 3]\n  variants:\n    - {rule.gamma: 5}\n", 13,
+     "sweep.zip.rule.gamma", "rule.gamma is also set by a variant"),
+    (ZIP + "    rule.gamma: []\n", 13, "sweep.zip.rule.gamma", "give at least one value"),
+    (ZIP + "    rule.gamma: [1, [2], 3]\n", 13, "sweep.zip.rule.gamma[1]", "scalars"),
+    (ZIP + "    rule.gamma: 5\n", 13, "sweep.zip.rule.gamma", "valid list"),
+    (ZIP + "    'rule..gamma': [1, 2, 3]\n", 13, "sweep.zip.rule..gamma", "dotted path"),
+    (ZIP + "    sweep.grid: [1, 2, 3]\n", 13, "sweep.zip.sweep.grid", "cannot change the sweep"),
+    ("sweep:\n  zip:\n    rule.memory: [2, 4, 2]\n    rule.gamma: [1, 1, 1]\n", 12,
+     "sweep.zip.rule.memory[2]", "settings 0 and 2 are the same"),
+    # zip keys as plot axes: any one of them, not two together
+    (ZIP + "    rule.gamma: [1, 2, 3]\n  plots:\n    - {kind: heatmap, x: rule.memory, "
+     "y: rule.gamma}\n", 15, "sweep.plots[0].y",
+     "rule.gamma varies together with rule.memory (the x axis)"),
+    (ZIP + "    rule.gamma: [1, 2, 3]\n  plots:\n    - {x: rule.gamma, lines: rule.trace}\n",
+     15, "sweep.plots[0].lines", "'rule.trace' is not a grid key, a zip key or 'epoch'"),
 ])
 def test_bad_sweep_blocks_are_located(sweep, line, field, words):
     with pytest.raises(ConfigError) as info:
@@ -123,6 +190,11 @@ def test_bad_sweep_blocks_are_located(sweep, line, field, words):
      "unknown field 'gama'"),
     ("sweep:\n  grid:\n    modulator.all.phase: [0, 3]\n", 12,
      "sweep.grid.modulator.all.phase[1]", "not shorter than the period 1 ms"),
+    # a zip setting: at the offending key and position
+    ("sweep:\n  zip:\n    rule.gama: [1, 2]\n    rule.memory: [2, 4]\n", 12,
+     "sweep.zip.rule.gama[0]", "unknown field 'gama'"),
+    ("sweep:\n  zip:\n    rule.gamma: [1, 2]\n    rule.memory: [2, 0]\n", 13,
+     "sweep.zip.rule.memory[1]", "rule.memory = 0 is not valid"),
     # a variant: at the offending key
     ("sweep:\n  variants:\n    - {name: x, rule.memory: 0}\n", 12,
      "sweep.variants[0].rule.memory", "positive integer"),
@@ -345,6 +417,30 @@ def test_heatmap_over_epochs_writes_normalised_table_and_plot(tmp_path):
     assert len(set(normalised)) > 1
 
 
+def test_zipped_keys_are_columns_and_one_of_them_a_heatmap_axis(tmp_path):
+    path = tmp_path / "zip.yaml"
+    path.write_text(HEAT.replace("  grid: {rule.memory: [2, 6]}\n",
+                                 "  zip: {rule.memory: [2, 6], rule.lr.eta: [0.05, 0.01]}\n"),
+                    encoding="utf-8")
+    res = run_sweep(path, out=tmp_path / "z", log=lambda _: None)
+    assert res.finished == 2
+    rows = load_results(res.directory)
+    assert list(rows[0])[:4] == ["point", "rule.memory", "rule.lr.eta", "trial"]
+    assert [(r["rule.memory"], r["rule.lr.eta"]) for r in rows] == [
+        ("2", "0.05"), ("2", "0.05"), ("6", "0.01"), ("6", "0.01")]
+    with open(res.directory / "epochs.csv", newline="", encoding="utf-8") as fh:
+        epochs = list(csv.DictReader(fh))
+    assert [(r["rule.memory"], r["rule.lr.eta"], r["epoch"], r["trial"]) for r in epochs] == [
+        (n, eta, e, t) for n, eta in (("2", "0.05"), ("6", "0.01")) for e in ("1", "2")
+        for t in ("0", "1")]
+    # one heat map: the rate goes with N, it makes no panels of its own
+    png, table = res.plots
+    assert png.name == "test_accuracy_heatmap_epoch_vs_memory.png"
+    with open(table, newline="", encoding="utf-8") as fh:
+        cells = list(csv.DictReader(fh))
+    assert list(cells[0])[:3] == ["rule.memory", "epoch", "trial"] and len(cells) == 8
+
+
 def test_a_bad_plot_spec_is_a_one_line_cli_error(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(HEAT.replace("evaluate: {every: 1}\n", ""), encoding="utf-8")
@@ -401,3 +497,27 @@ def test_parquet_without_pyarrow_is_a_one_line_error_before_any_point(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "pip install 'eventsim[parquet]'" in err
     assert not out.exists()
+
+
+# ======================================================== memory capacity
+def test_memory_capacity_scenarios_zip_n_with_the_authors_and_the_equal_step_rates():
+    """memory_capacity_authors_rates.yaml: the authors' per-N rates (memory_sweep.jl,
+    ηs = 1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2) divided by 100; memory_capacity_equal_step.yaml:
+    η / (N − 1) the same for every N; both take memory_capacity.yaml's one rate at N = 32."""
+    from eventsim.config.scenario import load_scenario
+
+    def settings(name):
+        sc = load_scenario(REPO / "scenarios" / f"memory_capacity{name}.yaml")
+        return [(p.overrides["rule.memory"], float(p.overrides.get("rule.lr.eta",
+                                                                   sc.spec.rule.lr.eta)))
+                for p in points(sc.spec.sweep)]
+
+    n = [2, 4, 6, 10, 16, 32]
+    assert settings("") == [(m, 5e-4) for m in n]
+    authors = settings("_authors_rates")
+    assert [m for m, _ in authors] == n
+    assert [eta for _, eta in authors] == pytest.approx(
+        [eta / 100 for eta in (1e-4, 1e-3, 1e-3, 5e-3, 5e-3, 5e-2)])
+    equal = settings("_equal_step")
+    assert [m for m, _ in equal] == n and equal[-1] == (32, 5e-4)
+    assert [eta / (m - 1) for m, eta in equal] == pytest.approx([5e-4 / 31] * 6, rel=5e-3)

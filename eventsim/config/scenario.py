@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from . import channels
 from .network import Network, network_from_doc
 from .schema import Duration, NonNeg, PosInt, Probability, Strict, validate
-from .sweep import Sweep, check_plots
+from .sweep import Sweep, check_plots, check_zip
 from .yamlfile import YamlDoc, load_yaml, parse_yaml
 
 RULES = ("hsic", "phsic", "backprop")
@@ -338,6 +338,7 @@ def _check(sc: Scenario) -> None:
         raise sc.error(("checkpoint", "every"), "the backprop baseline does not checkpoint",
                        "remove checkpoint, or use rule hsic or phsic")
     if sc.spec.sweep is not None:
+        check_zip(sc)
         check_plots(sc)
     _check_ticks(sc)
 
