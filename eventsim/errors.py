@@ -52,7 +52,15 @@ class BackendError(EventsimError):
 
 
 class DatasetError(EventsimError):
-    """A dataset is missing, corrupt or asked for in a way it cannot serve."""
+    """A dataset is missing, corrupt or asked for in a way it cannot serve.
+
+    ``param`` names the factory parameter at fault, if one is (a scenario then
+    reports the error at ``dataset.params.<param>``).
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
 
 
 class DivergenceError(EventsimError):

@@ -128,7 +128,9 @@ def load_scenario_dataset(sc: Scenario) -> Dataset:
     except ConfigError:
         raise
     except Exception as exc:  # dataset factories raise DatasetError; name the field
-        raise sc.error(("dataset",), str(exc)) from None
+        param = getattr(exc, "param", None)
+        where = ("dataset", "params", param) if param in d.params else ("dataset",)
+        raise sc.error(where, str(exc)) from None
     inputs = sc.network.inputs()
     size = sc.network.graph.nodes[inputs[0]]["size"]
     if size != ds.input_dim:

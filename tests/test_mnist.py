@@ -27,7 +27,7 @@ from _shared import REPO
 from eventsim.config.scenario import load_scenario
 from eventsim.data import mnist as mn
 from eventsim.data.dataset import DATASETS
-from eventsim.errors import DatasetError
+from eventsim.errors import ConfigError, DatasetError
 from eventsim.runner import run_scenario
 
 SLICE = Path(__file__).parent / "data" / "mnist_slice.npz"
@@ -311,6 +311,42 @@ def test_bad_options_are_dataset_errors(tmp_path, options):
     options = {"trials": 1, **options}
     with pytest.raises(DatasetError, match="dataset 'mnist'"):
         mn.mnist(data_dir=tmp_path, download=False, **options)
+
+
+def test_normalize_maps_pixels_like_torchvision(slice_dir):
+    raw = _slice()
+    data = mn.mnist(2, data_dir=slice_dir, normalize=[0.5, 0.5], download=False)
+    want = (raw["x_train"].astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
+    np.testing.assert_array_equal(data.x_train[1], want)
+    assert data.x_train.dtype == np.float32 and data.x_train.strides[0] == 0
+    assert data.x_train.min() == -1.0 and data.x_train.max() == 1.0
+    assert data.meta["scale"] == "(raw / 255 - 0.5) / 0.5"
+    other = mn.mnist(1, data_dir=slice_dir, normalize=(0.1307, 0.3081), download=False)
+    np.testing.assert_allclose(other.x_test[0] * 0.3081 + 0.1307, raw["x_test"] / 255, atol=1e-6)
+    plain = mn.mnist(1, data_dir=slice_dir, download=False)
+    assert plain.meta["scale"] == "raw / 255" and plain.x_train.min() == 0.0
+
+
+@pytest.mark.parametrize("normalize", [[0.5], [0.5, 0.0], [0.5, -1], "05", [0.5, float("nan")],
+                                       0.5, [True, 1.0], {"mean": 0.5, "std": 0.5}])
+def test_bad_normalize_is_a_dataset_error_naming_the_parameter(tmp_path, normalize):
+    with pytest.raises(DatasetError, match="normalize must be") as err:
+        mn.mnist(1, data_dir=tmp_path, download=False, normalize=normalize)
+    assert err.value.param == "normalize"
+    with pytest.raises(DatasetError, match="normalize must be"):
+        mn.fashion_mnist(1, data_dir=tmp_path, normalize=normalize)
+
+
+def test_bad_normalize_in_a_scenario_names_file_line_and_field(tmp_path):
+    for folder, name in (("scenarios", "mnist_phsic_pl.yaml"), ("networks", "mnist_pl.yaml")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text((REPO / folder / name).read_text())
+    path = tmp_path / "scenarios" / "mnist_phsic_pl.yaml"
+    sc = load_scenario(path, {"dataset.params.normalize": [0.5, 0]})
+    with pytest.raises(ConfigError) as err:
+        run_scenario(sc)
+    text = _one_line_error(err)
+    assert text.startswith(f"{path}:") and ": dataset.params.normalize: " in text, text
 
 
 def test_factories_are_registered():

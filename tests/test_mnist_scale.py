@@ -99,27 +99,35 @@ rule:
   gamma: {gamma}
   batch: {batch}
   lr: {{eta: 0.5, momentum: 0.9, schedule: {{2: 0.1}}}}
-  static: {{sigma: 1.0, online: {online}, readout_lr: 0.2, activation: tanh}}
+  static: {{sigma: 1.0, online: {online}, readout_lr: 0.2, activation: tanh{extra}}}
 phases:
   - {{name: train, epochs: 3}}
 """
 
 
-def _static(out=2, gamma=2, batch=16, online="false"):
-    return parse_scenario(STATIC.format(out=out, gamma=gamma, batch=batch, online=online))
+def _static(out=2, gamma=2, batch=16, online="false", extra=""):
+    return parse_scenario(STATIC.format(out=out, gamma=gamma, batch=batch, online=online,
+                                        extra=extra))
 
 
-def test_static_driver_equals_the_trainer_driven_by_hand():
-    sc = _static()
+@pytest.mark.parametrize("wd, wd_ro, p", [(0.0, 0.0, 0.0), (1e-3, 1e-2, 0.1)])
+def test_static_driver_equals_the_trainer_driven_by_hand(wd, wd_ro, p):
+    extra = "" if p == 0 else (f", weight_decay: {wd}, readout_weight_decay: {wd_ro}, "
+                               f"dropout: {p}")
+    sc = _static(extra=extra)
+    st = sc.spec.rule.static
+    assert (st.weight_decay, st.readout_weight_decay, st.dropout) == (wd, wd_ro, p)
     result = run_scenario(sc)
     ds = load_scenario_dataset(sc)
     be = get_backend()
     net = PHSICNet([2, 8], sc.seeds, 2, sigma=1.0, gamma=2.0, activation="tanh", backend=be)
     rng = RandomStreams(sc.seeds, "phsic/shuffle")
+    drop = RandomStreams(sc.seeds, "phsic/dropout")
     for epoch in range(3):
         eta = eta_for_epoch(sc.spec.rule.lr, epoch)
         net.train_epoch(ds.x_train, ds.y_train, lr=eta, momentum=0.9, batch_size=16, rng=rng,
-                        lr_readout=0.2 * eta / 0.5)
+                        lr_readout=0.2 * eta / 0.5, weight_decay=wd, readout_weight_decay=wd_ro,
+                        dropout=p, dropout_rng=drop)
     np.testing.assert_array_equal(result.summary["test_accuracy"],
                                   accuracy(net, ds.x_test, ds.y_test))
     rows = [r for r in result.metrics if r["metric"] == "objective_pl/h"]
@@ -127,8 +135,9 @@ def test_static_driver_equals_the_trainer_driven_by_hand():
     assert result.summary["test_accuracy"].shape == (2,)
 
 
-def test_static_online_two_point_rule_runs():
-    result = run_scenario(_static(batch=2, online="true"))
+@pytest.mark.parametrize("extra", ["", ", dropout: 0.05, weight_decay: 1e-4"])
+def test_static_online_two_point_rule_runs(extra):
+    result = run_scenario(_static(batch=2, online="true", extra=extra))
     values = [r["value"] for r in result.metrics]
     assert values and np.isfinite(values).all()
 
@@ -138,11 +147,28 @@ def test_static_online_two_point_rule_runs():
     ({"batch": 1}, "rule.batch"),
     ({"out": 3}, "network"),
     ({"gamma": "{h: 1, out: 2}"}, "rule.gamma"),
+    ({"extra": ", dropout: 1"}, "rule.static.dropout"),
 ])
 def test_static_driver_errors_name_the_field(kwargs, field):
     with pytest.raises(ConfigError) as err:
         run_phsic_static_scenario(_static(**kwargs), backend=get_backend())
     assert f": {field}:" in str(err.value)
+
+
+@pytest.mark.parametrize("extra, field", [
+    (", weight_decay: -1e-7", "rule.static.weight_decay"),
+    (", readout_weight_decay: .nan", "rule.static.readout_weight_decay"),
+    (", dropout: 1.5", "rule.static.dropout"),
+    (", dropout: -0.1", "rule.static.dropout"),
+    (", dropout: 1", "rule.static.dropout"),
+])
+def test_static_regularisers_are_validated_with_file_and_line(extra, field):
+    with pytest.raises(ConfigError) as err:
+        _static(extra=extra)
+    text = str(err.value)
+    line = STATIC.splitlines().index(
+        "  static: {{sigma: 1.0, online: {online}, readout_lr: 0.2, activation: tanh{extra}}}") + 1
+    assert f":{line}: {field}:" in text, text
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -450,8 +450,14 @@ def _ref_ce(V, b, R, labels):
     return total / len(R)
 
 
-def test_sgd_momentum_and_readout_match_explicit():
-    """Two full-batch epochs: PyTorch-style momentum SGD on −ΔW (pHSIC) and on the CE gradient."""
+@pytest.mark.parametrize(("wd", "wd_ro"), [(0.0, 0.0), (0.05, 0.0), (0.0, 0.3), (0.02, 0.1)])
+def test_sgd_momentum_and_readout_match_explicit(wd, wd_ro):
+    """Two full-batch epochs: PyTorch-style momentum SGD on −ΔW (pHSIC) and on the CE gradient.
+
+    With weight decay λ the gradient is that of ``L + λ|θ|²/2`` (torch.optim.SGD's
+    ``weight_decay``), here ``g + λ θ`` with ``g`` from finite differences; the
+    readout's bias decays too.
+    """
     be = get_backend("numpy", "float64")
     rng = np.random.default_rng(12)
     x = rng.normal(size=(5, 3))
@@ -474,11 +480,12 @@ def test_sgd_momentum_and_readout_match_explicit():
                 g[i] = (_ref_ce(*[a.tolist() for a in args_p], R, y)
                         - _ref_ce(*[a.tolist() for a in args_m], R, y)) / (2 * h)
             grads.append(g)
-        for buf, g in zip(bufs, grads, strict=True):
+        for buf, g, theta, lam in zip(bufs, grads, (W, V, b), (wd, wd_ro, wd_ro), strict=True):
             buf *= mu
-            buf += g
+            buf += g + lam * theta
         W, V, b = W - lr * bufs[0], V - lr_ro * bufs[1], b - lr_ro * bufs[2]
-        net.train_epoch(x, y, lr, mu, 5, RandomStreams([epoch], "shuffle"), lr_readout=lr_ro)
+        net.train_epoch(x, y, lr, mu, 5, RandomStreams([epoch], "shuffle"), lr_readout=lr_ro,
+                        weight_decay=wd, readout_weight_decay=wd_ro)
         for got, want in zip(net.params, (W, V, b), strict=True):
             np.testing.assert_allclose(got[0], want, rtol=1e-7, atol=1e-9)
 
@@ -491,3 +498,106 @@ def test_last_layer_only_baseline():
         stats = net.train_epoch(x, y, lr=0.1, momentum=0.9, batch_size=10, rng=rng)
     assert stats["objective"].shape == (1, 0)
     assert (net.predict(x) == y).mean() > 0.9
+
+
+def test_weight_decay_alone_is_pytorch_sgd_scalar_loop():
+    """Zero gradients (lr 0 for the readout, a net with no layers' update): the decay alone.
+
+    Reference: torch.optim.SGD's documented step with dampening 0, written per
+    scalar: ``d = g + λθ``; ``buf = μ buf + d``; ``θ = θ − lr buf``.
+    """
+    be = get_backend("numpy", "float64")
+    net = ph.PHSICNet([4, 6], seeds=[0, 1], n_classes=3, backend=be)
+    lam, lam_ro, lr, lr_ro, mu = 0.1, 0.02, 0.5, 0.3, 0.9
+    theta0 = [p.copy() for p in net.params]
+    zeros = [np.zeros_like(p) for p in net.params]
+    for _ in range(4):
+        net._sgd(zeros, lr, lr_ro, mu, lam, lam_ro)
+    for i, (got, start) in enumerate(zip(net.params, theta0, strict=True)):
+        rate, decay = (lr, lam) if i == 0 else (lr_ro, lam_ro)
+        for idx in np.ndindex(start.shape):
+            theta, buf = float(start[idx]), 0.0
+            for _ in range(4):
+                buf = mu * buf + decay * theta
+                theta = theta - rate * buf
+            assert got[idx] == pytest.approx(theta, rel=1e-12, abs=1e-15)
+
+
+def _ref_dropout(r, u, p):
+    """Inverted dropout with explicit loops: 0 where u < p, else r / (1 − p)."""
+    out = np.empty_like(r)
+    for idx in np.ndindex(r.shape):
+        out[idx] = 0.0 if u[idx] < p else r[idx] / (1.0 - p)
+    return out
+
+
+def test_dropout_feeds_the_next_layer_and_readout_and_matches_reference():
+    """One batch step of a two-layer net with dropout, rebuilt from batch_rule and loops.
+
+    Layer 1 learns from the clean input; layer 2 from layer 1's dropped output;
+    the readout from layer 2's dropped output; the masks are the stream's next
+    draws, layer by layer.
+    """
+    be = get_backend("numpy", "float64")
+    x, y = _blobs(3, n_per=4)
+    seeds, p, lr, lr_ro = [5, 6], 0.3, 0.2, 0.1
+    net = ph.PHSICNet([8, 6, 4], seeds=seeds, n_classes=3, sigma=2.0, activation="tanh",
+                      backend=be)
+    params0 = [t.copy() for t in net.params]
+    order = RandomStreams(seeds, "shuffle").permutation(len(y))
+    u = RandomStreams(seeds, "drop")
+    u1, u2 = u.random((12, 6)), u.random((12, 4))
+    r = x.astype(np.float64)[order]
+    codes = _codes(y[order])
+    dW1, _, lp1 = ph.batch_rule(params0[0], r, codes, net.spec)
+    r1 = _ref_dropout(lp1.r, u1, p)
+    dW2, _, lp2 = ph.batch_rule(params0[1], r1, codes, net.spec)
+    r2 = _ref_dropout(lp2.r, u2, p)
+    ref = ph.PHSICNet([8, 6, 4], seeds=seeds, n_classes=3, sigma=2.0, activation="tanh",
+                      backend=be)
+    _, ro_steps = ref._readout_step(r2, y[order])
+    want = [params0[0] + lr * dW1, params0[1] + lr * dW2,
+            params0[2] + lr_ro * ro_steps[0], params0[3] + lr_ro * ro_steps[1]]
+    net.train_epoch(x, y, lr, 0.0, 12, RandomStreams(seeds, "shuffle"), lr_readout=lr_ro,
+                    dropout=p, dropout_rng=RandomStreams(seeds, "drop"))
+    for got, w in zip(net.params, want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-12, atol=1e-14)
+    # Scoring never drops: the forward pass is deterministic and undropped.
+    np.testing.assert_array_equal(net.forward(x)[-1], net.forward(x)[-1])
+
+
+def test_dropout_rate_and_scale():
+    net = ph.PHSICNet([3], seeds=[0, 1], n_classes=3)
+    r = np.ones((2, 400, 250), dtype=np.float32)
+    out = net._dropout(r, 0.2, RandomStreams([0, 1], "drop"))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.unique(out), [0.0, 1.25], rtol=1e-6)
+    assert (out == 0).mean() == pytest.approx(0.2, abs=0.005)
+    assert net._dropout(r, 0.0, None) is r
+
+
+def test_dropout_zero_changes_nothing_and_bad_values_are_refused():
+    x, y = _blobs(1)
+    nets = [ph.PHSICNet([8, 6], seeds=[0], n_classes=3) for _ in range(2)]
+    nets[0].train_epoch(x, y, 0.1, 0.9, 10, RandomStreams([0], "s"))
+    nets[1].train_epoch(x, y, 0.1, 0.9, 10, RandomStreams([0], "s"), dropout=0.0,
+                        dropout_rng=RandomStreams([0], "d"))
+    for a, b in zip(nets[0].params, nets[1].params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        nets[0].train_epoch(x, y, 0.1, 0.9, 10, RandomStreams([0], "s"), dropout=1.0,
+                            dropout_rng=RandomStreams([0], "d"))
+    with pytest.raises(ValueError, match="needs dropout_rng"):
+        nets[0].train_epoch(x, y, 0.1, 0.9, 10, RandomStreams([0], "s"), dropout=0.1)
+    with pytest.raises(ValueError, match="trials"):
+        nets[0].train_epoch(x, y, 0.1, 0.9, 10, RandomStreams([0], "s"), dropout=0.1,
+                            dropout_rng=RandomStreams([0, 1], "d"))
+
+
+def test_online_rule_with_dropout_runs_and_learns():
+    x, y = _blobs(2)
+    net = ph.PHSICNet([8, 6, 6], seeds=[0], n_classes=3, rule="online")
+    for _ in range(3):
+        stats = net.train_epoch(x, y, 0.05, 0.0, 1, RandomStreams([0], "s"), lr_readout=0.05,
+                                dropout=0.1, dropout_rng=RandomStreams([0], "d"))
+    assert np.isfinite(stats["objective"]).all() and np.isfinite(stats["ce"]).all()

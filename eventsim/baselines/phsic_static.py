@@ -15,7 +15,12 @@ output, so its size must equal the number of classes. Two rules:
 
 Optimiser: PyTorch-style SGD with momentum ``rule.lr.momentum`` on the layers
 (rate ``rule.lr`` with its epoch schedule) and on the readout (rate
-``rule.static.readout_lr``, scaled by the same schedule factor). The score is
+``rule.static.readout_lr``, scaled by the same schedule factor), with the L2
+weight decay ``rule.static.weight_decay`` / ``readout_weight_decay`` (gradient
+``+ λ θ``, PyTorch's ``weight_decay``). ``rule.static.dropout = p`` zeroes each
+entry of every layer's output with probability ``p`` in training (kept
+entries ×1/(1−p); masks from the stream ``phsic/dropout``); scoring uses no
+dropout. The score is
 PL's: the trained readout's accuracy on the held-out test set (and on the
 training set). Epochs are per-trial shuffled from the stream ``phsic/shuffle``.
 """
@@ -92,6 +97,8 @@ def run_phsic_static_scenario(sc, *, backend, progress=None) -> RunResult:
     x_train, y_train = _shared(ds.x_train), _shared(ds.y_train)
     x_test, y_test = _shared(ds.x_test), _shared(ds.y_test)
     shuffle = RandomStreams(sc.seeds, "phsic/shuffle")
+    dropout = RandomStreams(sc.seeds, "phsic/dropout")
+    st = rule.static
     batch = 1 if rule.static.online else rule.batch
     result = RunResult(scenario=sc, backend=backend)
 
@@ -108,7 +115,10 @@ def run_phsic_static_scenario(sc, *, backend, progress=None) -> RunResult:
             scale = eta / lr.eta if lr.eta > 0 else 1.0
             stats = net.train_epoch(x_train, y_train, lr=eta, momentum=lr.momentum,
                                     batch_size=batch, rng=shuffle,
-                                    lr_readout=readout_lr * scale)
+                                    lr_readout=readout_lr * scale,
+                                    weight_decay=st.weight_decay,
+                                    readout_weight_decay=st.readout_weight_decay,
+                                    dropout=st.dropout, dropout_rng=dropout)
             epoch += 1
             if not (np.isfinite(stats["objective"]).all() and np.isfinite(stats["ce"]).all()):
                 raise DivergenceError(f"static pHSIC diverged in epoch {epoch} "

