@@ -110,7 +110,11 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
 
     try:
         rule = scenario.spec.rule
-        if rule.name == "backprop" or (rule.name == "phsic" and rule.mode == "static"):
+        if rule.name == "phsic" and rule.mode == "static":
+            progress = Progress(sum(p.epochs or 0 for p in scenario.spec.phases), None,
+                                quiet=quiet, unit="epoch")
+            result = run_scenario(scenario, backend=backend, progress=progress)
+        elif rule.name == "backprop":
             result = run_scenario(scenario, backend=backend)
         else:
             runner = Runner(scenario, backend=backend)

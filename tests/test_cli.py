@@ -232,3 +232,18 @@ def test_plain_progress_reports_share_done_and_eta_during_long_stretches():
     quiet = Progress(1000, 1.0, stream=out, quiet=True, every_s=0.0, clock=lambda: now[0])
     quiet.advance(500)
     assert out.getvalue().count("\n") == 1
+
+
+def test_plain_progress_in_epochs_shows_position_and_eta_in_epochs():
+    import io
+
+    from eventsim.progress import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(10, None, stream=out, every_s=60.0, unit="epoch", clock=lambda: now[0])
+    progress.set_phase("train")
+    now[0] += 120.0
+    progress.advance(2)  # 2 epochs in 120 s: 8 left = 8 min
+    assert out.getvalue().strip() == \
+        "[train] epoch 2/10 (60.0 s/epoch) 20.0 % of 10 epochs, ETA 8.0 min"

@@ -186,3 +186,19 @@ def test_per_tick_xi_contraction_equals_the_sum_over_alpha(dtype, n_mem):
     assert got.dtype == np.dtype(dtype) and got.shape == (3, 64)
     tol = 1e-6 if dtype == "float32" else 1e-14
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max() + 1e-300)
+
+
+def test_static_runs_report_progress_in_epochs():
+    """Off a terminal a static pHSIC run prints one line per epoch with its position, its
+    pace and the readout's cross-entropy (it has no ticks to count)."""
+    import io
+
+    from eventsim.progress import Progress
+
+    out = io.StringIO()
+    progress = Progress(3, None, stream=out, unit="epoch")
+    run_scenario(_static(), progress=progress)
+    lines = out.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "[train] epoch 1/3", "[train] epoch 2/3", "[train] epoch 3/3"]
+    assert all(" s/epoch) ce=" in line for line in lines)

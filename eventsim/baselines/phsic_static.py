@@ -129,7 +129,9 @@ def run_phsic_static_scenario(sc, *, backend, progress=None) -> RunResult:
             if every and epoch % every == 0:
                 metric(phase.name, epoch, "accuracy/test", accuracy(net, x_test, y_test))
             if progress is not None:
-                progress.metric(f"epoch {epoch} ce={np.mean(stats['ce']):.4g}")
+                progress.set_phase(phase.name)
+                progress.advance(epoch)
+                progress.metric(f"ce={np.mean(stats['ce']):.4g}")
     test = accuracy(net, x_test, y_test)
     train = accuracy(net, x_train, y_train)
     metric("final", epoch, "accuracy/train", train)
