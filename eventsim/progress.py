@@ -47,13 +47,14 @@ class Progress:
         if self.bar is not None:
             self.bar.set_description(f"{name} {detail}".strip())
 
-    def advance(self, tick: int) -> None:
+    def advance(self, tick: int, *, line: bool = True) -> None:
+        """Move to ``tick`` (or epoch); ``line=False``: no share/ETA line (a metric follows)."""
         step = tick - self.done
         self.done = tick
         if self.bar is not None and step > 0:
             self.bar.update(step)
             self.bar.set_postfix_str(self._where(), refresh=False)
-        elif self.bar is None and not self.quiet \
+        elif self.bar is None and not self.quiet and line \
                 and self.clock() - self.last_line >= self.every_s:
             rate = self._rate()
             left = (self.total - self.done) / rate if rate > 0 else float("nan")

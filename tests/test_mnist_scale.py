@@ -196,7 +196,7 @@ def test_static_runs_report_progress_in_epochs():
     from eventsim.progress import Progress
 
     out = io.StringIO()
-    progress = Progress(3, None, stream=out, unit="epoch")
+    progress = Progress(3, None, stream=out, unit="epoch", every_s=0.0)  # one line per epoch
     run_scenario(_static(), progress=progress)
     lines = out.getvalue().splitlines()
     assert [line.split(" (")[0] for line in lines] == [

@@ -130,7 +130,7 @@ def run_phsic_static_scenario(sc, *, backend, progress=None) -> RunResult:
                 metric(phase.name, epoch, "accuracy/test", accuracy(net, x_test, y_test))
             if progress is not None:
                 progress.set_phase(phase.name)
-                progress.advance(epoch)
+                progress.advance(epoch, line=False)
                 progress.metric(f"ce={np.mean(stats['ce']):.4g}")
     test = accuracy(net, x_test, y_test)
     train = accuracy(net, x_train, y_train)
