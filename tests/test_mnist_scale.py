@@ -202,3 +202,13 @@ def test_static_runs_report_progress_in_epochs():
     assert [line.split(" (")[0] for line in lines] == [
         "[train] epoch 1/3", "[train] epoch 2/3", "[train] epoch 3/3"]
     assert all(" s/epoch) ce=" in line for line in lines)
+
+
+def test_static_runs_score_the_last_epoch_once():
+    """With ``evaluate.every`` dividing the epochs, the last epoch is scored by the final
+    evaluation only (as in engine runs), not also by the periodic one."""
+    sc = parse_scenario(STATIC.format(out=2, gamma=2, batch=16, online="false", extra=""),
+                        overrides={"evaluate.every": 1})
+    rows = [(r["phase"], r["epoch"]) for r in run_scenario(sc).metrics
+            if r["metric"] == "accuracy/test" and r["trial"] == 0]
+    assert rows == [("train", 1), ("train", 2), ("final", 3)]

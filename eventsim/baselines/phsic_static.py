@@ -109,6 +109,7 @@ def run_phsic_static_scenario(sc, *, backend, progress=None) -> RunResult:
 
     epoch = 0
     every = sc.spec.evaluate.every
+    last = sum(p.epochs for p in sc.spec.phases)  # scored once, by the final evaluation
     for phase in sc.spec.phases:
         for _ in range(phase.epochs):
             eta = eta_for_epoch(lr, epoch)
@@ -126,7 +127,7 @@ def run_phsic_static_scenario(sc, *, backend, progress=None) -> RunResult:
             for i, layer in enumerate(layers):
                 metric(phase.name, epoch, f"objective_pl/{layer}", stats["objective"][:, i])
             metric(phase.name, epoch, "loss/readout_ce", stats["ce"])
-            if every and epoch % every == 0:
+            if every and epoch % every == 0 and epoch < last:
                 metric(phase.name, epoch, "accuracy/test", accuracy(net, x_test, y_test))
             if progress is not None:
                 progress.set_phase(phase.name)
