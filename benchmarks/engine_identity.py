@@ -1,13 +1,14 @@
 """Bit-identity of the engine before and after a change (the speed work must not move a bit).
 
 What it does
-    Extracts the ``eventsim`` package of a git revision (``--ref``, e.g. the
-    commit before an optimisation) into a temporary folder with ``git archive``,
-    then runs the same short scenarios with that package and with this working
-    tree, each in its own subprocess, and compares every final array bit for
-    bit: every population's state (``u``, ``z``, ``W``, reservoir ``r``,
-    readout), the synapses' momentum buffers, the working memories, every
-    metric row (objectives per epoch, accuracies) and the evaluation features.
+    Extracts the ``eventsim`` package and the scenario and network files of a
+    git revision (``--ref``, e.g. the commit before an optimisation) into a
+    temporary folder with ``git archive``, then runs the same short scenarios
+    with that package and with this working tree, each in its own subprocess,
+    and compares every final array bit for bit: every population's state
+    (``u``, ``z``, ``W``, reservoir ``r``, readout), the synapses' momentum
+    buffers, the working memories, every metric row (objectives per epoch,
+    accuracies) and the evaluation features.
 
 Cases (each on the MNIST network 784-64-32-10-10, a small seeded subset, K = 2):
     analytic    analytic ξ, N = 32, momentum 0.9, one epoch + evaluation (on the
@@ -38,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIO = REPO / "scenarios" / "mnist_hsic.yaml"
+SCENARIO = Path("scenarios") / "mnist_hsic.yaml"
+"""Relative to the tree under test: a reference revision runs its own scenario file."""
 
 ONE_EPOCH = {"phases": [{"name": "train", "epochs": 1, "learn": ["layers"]}],
              "evaluate.every": 0}
@@ -54,9 +56,11 @@ CASES = {
 CHILD = r"""
 import dataclasses, json, sys
 import numpy as np
-from eventsim.config.scenario import load_scenario
+from eventsim.config.scenario import Evaluate, load_scenario
 from eventsim.runner import Runner
 overrides = json.loads(sys.argv[2])
+if "objective_every" in Evaluate.model_fields:  # log every sample, as earlier revisions
+    overrides["evaluate.objective_every"] = 1
 sc = load_scenario(sys.argv[1], overrides)
 runner = Runner(sc)
 # a 200-image test set keeps the evaluation pass short (the same for both trees)
@@ -85,7 +89,9 @@ out["metrics"] = np.array([row["value"] for row in result.metrics])
 out["metric_names"] = np.array([f"{r['phase']}|{r['epoch']}|{r['metric']}|{r['trial']}"
                                 for r in result.metrics])
 for key, value in result.summary.items():
-    out[f"summary/{key}"] = np.asarray(value)
+    value = np.asarray(value)
+    if value.dtype.kind in "fiub":  # the numeric summaries (not the code-word tables)
+        out[f"summary/{key}"] = value
 import eventsim
 out["package"] = np.array(eventsim.__file__)
 np.savez(sys.argv[3], **out)
@@ -95,12 +101,12 @@ np.savez(sys.argv[3], **out)
 def run_case(package_root: Path, overrides: dict, path: Path) -> None:
     # cwd = the package root: ``python -c`` puts the cwd first on sys.path
     env = {**os.environ, "PYTHONPATH": str(package_root), "OPENBLAS_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", CHILD, str(SCENARIO), json.dumps(overrides), str(path)],
-                   env=env, check=True, cwd=package_root)
+    subprocess.run([sys.executable, "-c", CHILD, str(package_root / SCENARIO),
+                    json.dumps(overrides), str(path)], env=env, check=True, cwd=package_root)
 
 
 def compare(a: Path, b: Path) -> list[str]:
-    fa, fb = np.load(a), np.load(b)
+    fa, fb = np.load(a, allow_pickle=True), np.load(b, allow_pickle=True)
     if str(fa["package"]) == str(fb["package"]):
         raise SystemExit(f"both runs imported the same package {fa['package']}")
     problems = []
@@ -110,7 +116,8 @@ def compare(a: Path, b: Path) -> list[str]:
         x, y = fa[key], fb[key]
         if x.shape != y.shape or x.dtype != y.dtype:
             problems.append(f"{key}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}")
-        elif x.dtype.kind in "fc" and not np.array_equal(x.view(np.uint8), y.view(np.uint8)):
+        elif x.dtype.kind in "fc" and not np.array_equal(np.atleast_1d(x).view(np.uint8),
+                                                        np.atleast_1d(y).view(np.uint8)):
             problems.append(f"{key}: max |diff| {np.max(np.abs(x - y)):.3e}")
         elif x.dtype.kind not in "fc" and not np.array_equal(x, y):
             problems.append(f"{key}: differs")
@@ -125,8 +132,9 @@ def main(argv=None) -> int:
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        archive = subprocess.run(["git", "archive", args.ref, "eventsim"], cwd=REPO,
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", "archive", args.ref, "eventsim", "scenarios",
+                                  "networks"], cwd=REPO, check=True,
+                                 capture_output=True).stdout
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tmp / "ref", filter="data")
         for case in args.cases.split(","):

@@ -21,7 +21,8 @@ What it measures
     them, "engine" the rest (SimPy scheduling, channels, the per-tick glue).
 
     **Before/after.** ``--ref REV`` also times the ``eventsim`` package of git
-    revision REV (extracted with ``git archive``), interleaved with this tree
+    revision REV with its own scenario and network files (extracted with
+    ``git archive``), interleaved with this tree
     (ref, this, ref, this ...; the minimum per variant), so the speedup is a
     ratio measured side by side in one run. Each variant runs in its own
     subprocess with BLAS pinned to one thread.
@@ -44,8 +45,9 @@ from io import BytesIO
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = {"analytic": REPO / "scenarios" / "mnist_hsic.yaml",
-             "reservoir": REPO / "scenarios" / "mnist_hsic_reservoir.yaml"}
+SCENARIOS = {"analytic": Path("scenarios") / "mnist_hsic.yaml",
+             "reservoir": Path("scenarios") / "mnist_hsic_reservoir.yaml"}
+"""Relative to the tree under test: a reference revision runs its own scenario files."""
 EPOCHS, EVALUATIONS = 75, 15  # the protocol: 75 epochs, evaluated every 5 (the 15th: final)
 
 CHILD = r"""
@@ -97,6 +99,8 @@ for label in ("train", "eval"):
     if label == "eval":
         sim.set_learning(layers=False, readouts=False, explore=False)
         sim.reservoir_drives_layers = False
+        # as Runner.evaluate; revisions before memories_run kept the memories running
+        setattr(sim, "memories_run" if hasattr(sim, "memories_run") else "reservoirs_run", False)
         window = sim.window(runner.out_layer)
         window.enabled = True
         sim.run(sim.tick + 2 * sim.sample_ticks)
@@ -114,8 +118,8 @@ print("RESULT " + json.dumps(out))
 
 
 def extract(ref: str, folder: Path) -> Path:
-    archive = subprocess.run(["git", "archive", ref, "eventsim"], cwd=REPO, check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(["git", "archive", ref, "eventsim", "scenarios", "networks"],
+                             cwd=REPO, check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     return folder
@@ -125,7 +129,8 @@ def child(package_root: Path, mode: str, ticks: int, trials: int, backend: str) 
     # cwd = the package root: ``python -c`` puts the cwd first on sys.path
     env = {**os.environ, "PYTHONPATH": str(package_root), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(SCENARIOS[mode]), str(ticks),
+    scenario = package_root / SCENARIOS[mode]
+    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(scenario), str(ticks),
                            str(trials), backend], env=env, cwd=package_root,
                           capture_output=True, text=True)
     if proc.returncode:

@@ -7,9 +7,9 @@ set and then the test set with all learning off, records the last layer's mean
 rate over each sample window, fits the linear readout on the training windows
 and scores it on the test windows. When the run's last epoch is one of every
 ``evaluate.every``, the final evaluation is its evaluation (phase ``final`` in
-the metrics), not a second one. The working memory is saved before and
-restored after an evaluation and the reservoirs pause during it, so evaluation
-samples never enter learning.
+the metrics), not a second one. The working memories and the reservoirs pause
+during an evaluation (no sample enters them and no objective is logged), so
+evaluation samples never enter learning or the training metrics.
 
 Signal data (the reservoir test of DL §6.1) has no classes: it is presented
 like a training set (a clamped layer holds its named signal) and there is no
@@ -21,7 +21,6 @@ end window of an ``epochs`` phase lies within its last epoch.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 
@@ -106,12 +105,14 @@ def make_simulator(sc: Scenario, ds: Dataset, backend: Backend) -> Simulator:
     sample_ticks = _ticks(sc, t.sample, ("timing", "sample"), t.dt)
     overrides = channel_settings.overrides(sc)
     ro = sc.spec.readout
-    return Simulator(sc.network, seeds=sc.seeds, backend=backend, dt_ms=t.dt,
-                     sample_ticks=sample_ticks, label_dim=ds.label_dim,
-                     rules=build_rules(sc, ds), modulator=sc.spec.modulator.source,
-                     readout=ReadoutRule(eta0=ro.eta0, tau_decay_ms=ro.decay, tau_lpf_ms=ro.lpf,
-                                         reward=ro.reward),
-                     channel_overrides=overrides)
+    sim = Simulator(sc.network, seeds=sc.seeds, backend=backend, dt_ms=t.dt,
+                    sample_ticks=sample_ticks, label_dim=ds.label_dim,
+                    rules=build_rules(sc, ds), modulator=sc.spec.modulator.source,
+                    readout=ReadoutRule(eta0=ro.eta0, tau_decay_ms=ro.decay, tau_lpf_ms=ro.lpf,
+                                        reward=ro.reward),
+                    channel_overrides=overrides)
+    sim.objective_every = sc.spec.evaluate.objective_every
+    return sim
 
 
 def _ticks(sc: Scenario, ms: float, path: tuple, dt: float) -> int:
@@ -434,9 +435,8 @@ class Runner:
     def evaluate(self, phase: str) -> dict:
         """Fit the readout on training windows, score on test windows (learning off)."""
         sim = self.sim
-        saved = {name: copy.deepcopy(mem.get_state()) for name, mem in sim.memories.items()}
         sim.set_learning(layers=False, readouts=False, explore=False)
-        sim.reservoirs_run = False
+        sim.memories_run = False
         window = sim.window(self.out_layer)
         window.enabled = True
         feats = {}
@@ -446,9 +446,7 @@ class Runner:
             self._advance(n * sim.sample_ticks)
             feats[split] = window.take()
         window.enabled = False
-        sim.reservoirs_run = True
-        for name, mem in sim.memories.items():
-            mem.set_state(saved[name])
+        sim.memories_run = True
         be = self.backend
         readout = fit_readout(be.asarray(feats["train"]), be.xp.asarray(self.ds.y_train),
                               self.ds.n_classes)

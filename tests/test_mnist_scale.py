@@ -8,6 +8,8 @@ definition (SCIENCE.md §2: index 0 is now, then the previous samples at the sam
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -212,3 +214,61 @@ def test_static_runs_score_the_last_epoch_once():
     rows = [(r["phase"], r["epoch"]) for r in run_scenario(sc).metrics
             if r["metric"] == "accuracy/test" and r["trial"] == 0]
     assert rows == [("train", 1), ("train", 2), ("final", 3)]
+
+
+ENGINE_EVAL = f"""name: eval
+network: {Path(__file__).resolve().parents[1] / "networks" / "tanh_mlp.yaml"}
+seed: 3
+trials: 2
+dataset: {{name: tanh_boundary, params: {{samples: 12, test_samples: 10}}}}
+timing: {{dt: 1 ms, sample: 5 ms}}
+rule: {{name: hsic, gamma: 2, memory: 4, lr: {{eta: 0.05}}}}
+phases:
+  - {{name: train, epochs: 3, learn: [layers]}}
+"""
+
+
+def test_an_evaluation_does_not_touch_the_working_memory():
+    """Evaluation samples neither enter the working memory nor the logged objectives
+    (before, they were flushed into the next epoch's objective means)."""
+    from eventsim.runner import Runner
+
+    runner = Runner(parse_scenario(ENGINE_EVAL))
+    runner.run()
+    sim = runner.sim
+    before = {name: {k: np.array(v) for k, v in mem.get_state().items()}
+              for name, mem in sim.memories.items()}
+    versions = [samples.version for samples, _ in sim.sample_memories.values()]
+    runner.evaluate("again")
+    assert sim.objective_log == []
+    assert [samples.version for samples, _ in sim.sample_memories.values()] == versions
+    for name, mem in sim.memories.items():
+        for key, value in mem.get_state().items():
+            np.testing.assert_array_equal(value, before[name][key], err_msg=f"{name}.{key}")
+
+
+def test_objectives_logged_every_nth_sample_are_those_samples_and_leave_learning_alone():
+    from eventsim.runner import Runner
+
+    def run(every):
+        runner = Runner(parse_scenario(ENGINE_EVAL,
+                                       overrides={"evaluate.objective_every": every}))
+        logs, flush = [], runner._flush_objectives
+
+        def spy(phase, epoch):
+            logs.append([(t, layer, metric, v.tolist())
+                         for t, layer, metric, v in runner.sim.objective_log])
+            flush(phase, epoch)
+        runner._flush_objectives = spy
+        return runner.run(), logs
+
+    full, full_logs = run(1)
+    sparse, sparse_logs = run(4)
+    sample_ticks = 5
+    assert len(sparse_logs) == len(full_logs) == 3  # one flush per epoch
+    for every_sample, every_fourth in zip(full_logs, sparse_logs, strict=True):
+        assert every_fourth == [e for e in every_sample if (e[0] // sample_ticks + 1) % 4 == 0]
+        assert len(every_fourth) == 3 * 2 * 2  # samples x layers x {dl, pl}
+    np.testing.assert_array_equal(sparse.test_accuracy, full.test_accuracy)
+    for name, w in full.weights.items():
+        np.testing.assert_array_equal(sparse.weights[name], w, err_msg=name)

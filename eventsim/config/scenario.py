@@ -185,9 +185,18 @@ class Phase(Strict):
 
 class Evaluate(Strict):
     """Linear readout on the last layer (fit on train, scored on test) every
-    ``every`` epochs (0: only at the end)."""
+    ``every`` epochs (0: only at the end).
+
+    ``objective_every``: the layer objectives (DL Eq. 2/3 and PL Eq. 34 over the
+    working memory, the metrics ``objective_dl/<layer>`` and ``objective_pl/<layer>``,
+    each the mean over an epoch or phase) are computed at the end of every
+    ``objective_every``-th training sample. 1 logs every sample; the memory capacity N
+    gives memories that share no sample, at 1/N of the cost (on MNIST, logging every
+    sample takes about 15 % of a training tick). Learning is the same either way.
+    """
 
     every: int = Field(default=0, ge=0)
+    objective_every: PosInt = 1
 
 
 def _epoch_count(value):

@@ -14,7 +14,7 @@ A message sent at tick ``t`` reaches trial ``k`` at ``t + delay + j_k``, where
 ``j_k`` is the jitter drawn from trial k's own stream (``uniform``: an integer
 uniform in [−jitter, +jitter]; ``normal``: a rounded N(0, jitter²)); arrival is
 never before the send tick. With probability ``loss`` the message is dropped
-for that trial. Deliveries run in the DELIVER slot of their tick and tell the
+for that trial. Deliveries run in the DELIVER stage of their tick and tell the
 receiver the tick the message was sent in. Every send and delivery tick is
 recorded, compactly: send ticks as arithmetic runs ``(first, step, count)`` (a
 channel that sends every tick of a long run keeps one run per training
@@ -55,7 +55,7 @@ class Channel:
         self.trials = len(seeds)
         self.streams = RandomStreams(seeds, f"channel/{name}")
         self.schedule = schedule
-        """``schedule(delay, callback)``: call ``callback(tick)`` in that tick's DELIVER slot."""
+        """``schedule(delay, callback)``: call ``callback(tick)`` in that tick's DELIVER stage."""
         self.receiver = None
         self.in_flight: dict[int, list] = {}
         self.sent_runs: list[list[int]] = []

@@ -1,8 +1,9 @@
 """The discrete-event engine: a SimPy environment whose clock counts integer ticks.
 
-Every component is a SimPy process that wakes at fixed ticks in a fixed *slot*.
-Events of one tick run in this order (ties inside a slot follow the network's
-topological order):
+Two SimPy processes drive it: the presenter, which wakes every ``sample_ticks``
+ticks, and the tick process, which wakes every tick after it and runs the
+tick's stages. Events of one tick run in this order (inside a stage, in the
+network's topological order):
 
 1. ``PRESENT``     the presenter starts a sample (every ``sample_ticks``)
 2. ``POPULATION``  populations step in topological order; a layer stores its
@@ -11,6 +12,9 @@ topological order):
 3. ``DELIVER``     channels deliver the messages due this tick
 4. ``PLASTICITY``  layers apply delivered modulators; reservoir readouts learn
 5. ``PROBE``       probes and sample-window recorders read the state
+
+Stages 2–5 share one process because they run every tick: one SimPy event per
+tick instead of four (the order is the same).
 
 ``Simulator.run(until)`` processes every tick before ``until``. The scenario
 runner (``eventsim.runner``) switches phases between calls to ``run``.
@@ -42,8 +46,8 @@ from ..populations.reservoir import Reservoir
 from .channels import Channel
 from .tracking import ReadoutTracker
 
-PRESENT, POPULATION, DELIVER, PLASTICITY, PROBE = 1, 2, 3, 4, 5
-_SLOT = 10_000
+PRESENT, TICK = 10_000, 20_000
+"""SimPy priorities (lower first): in every tick the presenter runs before the stages."""
 FACTORED_MIN_WEIGHTS = 4096
 """A first layer with at least this many weights per trial keeps each sample's updates
 factored (:mod:`eventsim.plasticity.factored`); below it the bookkeeping costs more
@@ -80,7 +84,7 @@ class ReadoutRule:
 
 
 class _At(Event):
-    """An event that fires ``delay`` ticks from now in slot ``priority``."""
+    """An event that fires ``delay`` ticks from now with SimPy priority ``priority``."""
 
     def __init__(self, env, delay: int, priority: int) -> None:
         super().__init__(env)
@@ -400,7 +404,7 @@ class Simulator:
 
     # ------------------------------------------------------------- processes
     def _schedule_delivery(self, delay: int, callback) -> None:
-        """Call ``callback(tick)`` in the DELIVER slot ``delay`` ticks from now.
+        """Call ``callback(tick)`` in the DELIVER stage ``delay`` ticks from now.
 
         Callbacks due in the same tick run in the order they were scheduled.
         """
@@ -422,24 +426,23 @@ class Simulator:
         return env.process(proc())
 
     def _start_processes(self) -> None:
-        """One SimPy process per slot; inside a slot the steps run in a fixed order.
+        """The presenter and the tick process (stages POPULATION, DELIVER, PLASTICITY, PROBE).
 
         Samples start at multiples of ``sample_ticks``, also when restarted mid-sample.
         """
-        self._every(self._present, self.sample_ticks, PRESENT * _SLOT,
+        self._every(self._present, self.sample_ticks, PRESENT,
                     first=-self.tick % self.sample_ticks)
-        steps = []
+        stages = []
         for name, pop in self.populations.items():
             if pop.kind == "layer":
-                steps.append(lambda t, n=name: self._step_layer(n, t))
+                stages.append(lambda t, n=name: self._step_layer(n, t))
             elif pop.kind == "reservoir":
-                steps.append(lambda t, n=name: self._step_reservoir(n, t))
-        learn = [syn.step for syn in self.synapses.values()]
-        learn += [lambda t, r=res: self._learn_readout(r, t) for res in self.readouts]
-        self._every(_in_order(steps), 1, POPULATION * _SLOT)
-        self._every(self._deliver, 1, DELIVER * _SLOT)
-        self._every(_in_order(learn), 1, PLASTICITY * _SLOT)
-        self._every(self._probe, 1, PROBE * _SLOT)
+                stages.append(lambda t, n=name: self._step_reservoir(n, t))
+        stages.append(self._deliver)
+        stages += [syn.step for syn in self.synapses.values()]
+        stages += [lambda t, r=res: self._learn_readout(r, t) for res in self.readouts]
+        stages.append(self._probe)
+        self._every(_in_order(stages), 1, TICK)
 
     def phase_of(self, tick: int) -> int:
         """Tick index within the current sample."""
@@ -458,10 +461,12 @@ class Simulator:
         self.labels[...] = y_vec
         self.current_labels = labels
         self.samples_presented += 1
-        for samples, _ in self.sample_memories.values():
-            samples.push(x, y_vec)
         for pop in self.clamped.values():
             pop.set(self.feed.signal(pop.signal))
+        if not self.memories_run:
+            return
+        for samples, _ in self.sample_memories.values():
+            samples.push(x, y_vec)
         for layer, mem in self.memories.items():
             mem.new_sample()
             self.xi_sources[layer].new_sample()
@@ -484,18 +489,19 @@ class Simulator:
         pop = self.populations[name]
         pop.step()
         mem = self.memories.get(name)
-        if mem is None or self.feed is None:
+        if mem is None or self.feed is None or not self.memories_run:
             return
         phase = self.phase_of(tick)
         mem.write_z(phase, pop.z)
         if self.modulator == "analytic" and self._sends(name, tick):
             self.channels[name].send(tick, self._xi(name, tick))
-        if phase == self.sample_ticks - 1 and self.log_objectives:
+        if (phase == self.sample_ticks - 1
+                and self.samples_presented % self.objective_every == 0):
             for metric, value in self.xi_sources[name].objectives(phase).items():
                 self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
 
     def _step_reservoir(self, name: str, tick: int) -> None:
-        if not self.reservoirs_run:
+        if not self.memories_run:
             return
         res = self.populations[name]
         res.step([self._tap_value(t) for t in self._taps[name]])
@@ -532,11 +538,14 @@ class Simulator:
                         "(hint: lower the learning rate or check the inputs)")
 
     # ------------------------------------------------------------ public API
-    log_objectives = True
+    objective_every = 1
+    """Log the layer objectives at the end of every this-many-th sample (see
+    ``evaluate.objective_every``)."""
     reservoir_drives_layers = False
     """In reservoir mode: whether readouts are broadcast to the layers (train phases)."""
-    reservoirs_run = True
-    """Whether reservoirs step; off during evaluation, which neither reads nor changes them."""
+    memories_run = True
+    """Whether the working memories take in samples and the reservoirs step (with the
+    logged objectives); off during evaluation, which neither reads nor changes them."""
 
     @property
     def tick(self) -> int:

@@ -5,7 +5,7 @@ everything the processes act on; restoring builds a new simulator from the same
 configuration, copies the state into it and restarts its engine at the saved
 tick (:meth:`Simulator.restart_clock`): every periodic process first fires at
 its next due tick and each channel re-schedules its messages in flight. With
-the fixed order of the slots within a tick the run then continues bit for bit.
+the fixed order of the stages within a tick the run then continues bit for bit.
 
 The state holds:
 
