@@ -517,13 +517,13 @@ def component_table(quick: bool) -> None:
             yield _At(env, 1, 20_000)
 
     env.process(proc())
-    add("SimPy event + process resume", None, 2 * nl + 1 + nl,
-        "layers + synapses + probe + 1 delivery/layer",
+    add("SimPy event + process resume", None, 1 + 1 / sim.sample_ticks,
+        "the tick process + the presenter once per sample",
         batch=lambda: env.run(until=env.now + n))
     add("network.served_layer / taps (reservoir mode only)",
         lambda: sim.network.served_layer(name), 0, "3 calls/tick/reservoir in reservoir mode")
     add("AnalyticXi.objectives (once per sample)", lambda: src.objectives(phase),
-        nl / sim.sample_ticks, "log_objectives")
+        nl / sim.sample_ticks, "objective_every = 1")
     add("AnalyticXi.new_sample (once per sample)", src.new_sample, nl / sim.sample_ticks)
     print(f"   components of one tanh_mlp_analytic tick (K = {sim.trials}, {nl} layers, "
           "1 BLAS thread), timed directly on a warmed-up simulator")
@@ -550,20 +550,20 @@ def part2(args) -> None:
         rows = []
         for K in (4,) if quick else (1, 4, 16):
             eng, eng_nolog = make_runner(K), make_runner(K)
-            eng_nolog.sim.log_objectives = False
+            eng_nolog.sim.objective_every = 10**12  # never
             bare = BareMLP(make_runner(K))
             for r in (eng, eng_nolog):
                 r.sim.run(r.sim.tick + 500)
             bare.run(500)
             med = C.interleave({
                 "engine": (lambda e: lambda: e.sim.run(e.sim.tick + ticks))(eng),
-                "engine, log_objectives off":
+                "engine, objectives not logged":
                     (lambda e: lambda: e.sim.run(e.sim.tick + ticks))(eng_nolog),
                 "bare": (lambda b: lambda: b.run(ticks))(bare),
             }, reps=reps, per_call=ticks)
             rows += [[K, name, f"{med[name] * 1e6:.1f}", C.paired_ratio(med, name, "bare"),
                       f"{med[name] / K * 1e6:.1f}", f"{med[name] * 800_000:.0f}"]
-                     for name in ("engine", "engine, log_objectives off", "bare")]
+                     for name in ("engine", "engine, objectives not logged", "bare")]
         print(f"   tanh_mlp_analytic training tick (1 BLAS thread), medians of {reps} "
               f"interleaved repetitions of {ticks} ticks; the scenario runs K = 4")
         print(C.table(rows, ["K", "variant", "µs/tick", "vs bare", "µs/trial-tick",
