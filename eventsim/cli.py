@@ -16,6 +16,7 @@ import yaml
 
 from . import __version__
 from .backend import available_backends, get_backend
+from .config.yamlfile import load_scalar
 from .errors import DivergenceError, EventsimError, Interrupted
 
 
@@ -25,7 +26,13 @@ def _parse_set(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise EventsimError(f"--set {item!r}: expected KEY=VALUE (hint: --set rule.gamma=10)")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = load_scalar(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise EventsimError(f"--set {item!r}: the value is not valid YAML: {problem} "
+                                "(hint: quote the whole option, e.g. --set "
+                                "'phases=[{name: train, epochs: 2}]')") from None
     return out
 
 

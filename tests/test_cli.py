@@ -247,3 +247,17 @@ def test_plain_progress_in_epochs_shows_position_and_eta_in_epochs():
     progress.advance(2)  # 2 epochs in 120 s: 8 left = 8 min
     assert out.getvalue().strip() == \
         "[train] epoch 2/10 (60.0 s/epoch) 20.0 % of 10 epochs, ETA 8.0 min"
+
+
+def test_set_values_are_read_as_scenario_files_are(tmp_path, capsys):
+    """``--set`` reads ``1e-3`` as a float (as in a scenario file); a value that is not
+    YAML is one line naming the option, not a traceback."""
+    from eventsim.cli import _parse_set
+
+    assert _parse_set(["rule.lr.eta=1e-3", "rule.memory=4", "rule.xi=paper"]) == {
+        "rule.lr.eta": 1e-3, "rule.memory": 4, "rule.xi": "paper"}
+    code = main(["run", str(_scenario(tmp_path)), "--set", "phases=[{name: a", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("eventsim: error: --set 'phases=[{name: a': the value is not valid YAML")

@@ -521,3 +521,11 @@ def test_memory_capacity_scenarios_zip_n_with_the_authors_and_the_equal_step_rat
     equal = settings("_equal_step")
     assert [m for m, _ in equal] == n and equal[-1] == (32, 5e-4)
     assert [eta / (m - 1) for m, eta in equal] == pytest.approx([5e-4 / 31] * 6, rel=5e-3)
+
+
+def test_exponent_without_a_dot_is_a_float_in_points_and_tables():
+    """``1e-6`` is a float (YAML 1.2), so the points, their hashes and the tables' columns
+    carry the number, as the resolved config does (YAML 1.1 read a string)."""
+    sc = parse_scenario(BASE + "sweep:\n  zip: {rule.memory: [2, 4], rule.lr.eta: [1e-6, 5E-4]}\n")
+    assert [p.overrides["rule.lr.eta"] for p in points(sc.spec.sweep)] == [1e-6, 5e-4]
+    assert sc.spec.sweep.zip["rule.lr.eta"] == [1e-6, 5e-4]

@@ -8,6 +8,7 @@ duplicate keys are reported as :class:`~eventsim.errors.ConfigError`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,21 @@ import yaml
 from ..errors import ConfigError
 
 Path_ = tuple
+
+
+class Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-6`` as a float, as YAML 1.2 does (YAML 1.1,
+    PyYAML's default, wants a dot: ``1.0e-6``; ``1e-6`` was a string)."""
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                             re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                             list("-+0123456789"))
+
+
+def load_scalar(text: str):
+    """A YAML value on its own (a ``--set`` value), read as scenario files are."""
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (Loader is a SafeLoader)
 
 
 @dataclass
@@ -84,7 +100,7 @@ def _convert(loader, node, path, lines):
 
 def parse_yaml(text: str, file: str) -> YamlDoc:
     """Parse YAML text; ``file`` names it in errors."""
-    loader = yaml.SafeLoader(text)
+    loader = Loader(text)
     loader.name = file
     try:
         root = loader.get_single_node()
