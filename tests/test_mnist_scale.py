@@ -272,3 +272,17 @@ def test_objectives_logged_every_nth_sample_are_those_samples_and_leave_learning
     np.testing.assert_array_equal(sparse.test_accuracy, full.test_accuracy)
     for name, w in full.weights.items():
         np.testing.assert_array_equal(sparse.weights[name], w, err_msg=name)
+
+
+def test_validated_scenario_is_mnist_hsic_with_its_two_stated_kernel_changes():
+    """``mnist_hsic_validated.yaml`` is ``mnist_hsic.yaml`` plus exactly the σ_z and γ
+    changes its header (and the README's rows) state."""
+    from eventsim.config.scenario import load_scenario
+
+    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
+    base = load_scenario(scenarios / "mnist_hsic.yaml", {
+        "rule.sigma.z": 0.25, "rule.gamma": {"h1": 50, "h2": 100, "h3": 20, "out": 20}}).resolved()
+    variant = load_scenario(scenarios / "mnist_hsic_validated.yaml").resolved()
+    for key in ("name", "description"):
+        base.pop(key), variant.pop(key)
+    assert variant == base
