@@ -127,7 +127,7 @@ def _drive(scenario: Scenario, rundir: RunDir, *, backend, quiet: bool, plots: b
             progress = Progress(runner.total_ticks(), runner.sim.dt_ms, quiet=quiet,
                                 start_tick=runner.sim.tick)
             runner.progress = progress
-            with checkpoint.stop_on_sigint(runner):
+            with checkpoint.stop_on_signal(runner):
                 result = runner.run()
     except DivergenceError as exc:
         if runner is not None:

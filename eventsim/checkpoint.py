@@ -17,7 +17,7 @@ read with ``allow_pickle=False``) holding every array of the state as a member
 ``{"__items__": [[key, value], ...]}``. RNG states are JSON integers, exact.
 
 Checkpoints are taken between ticks: every ``checkpoint.every`` epochs (after
-that epoch's evaluation, if any) and when Ctrl-C stops the run (at the end of
+that epoch's evaluation, if any) and when Ctrl-C or SIGTERM stops the run (at the end of
 the current chunk of at most 1000 ticks, epoch or phase; during an evaluation,
 the state captured just before it, so the evaluation runs again on resume). Before a
 state is saved every population is checked for NaN/inf; a non-finite state
@@ -112,7 +112,7 @@ def load(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint (hint: the run saves one every "
-                              "checkpoint.every epochs and on Ctrl-C)")
+                              "checkpoint.every epochs and on Ctrl-C or SIGTERM)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files if name != _TREE}
@@ -187,7 +187,7 @@ def describe(state: dict) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Writing into a run directory, Ctrl-C
+# Writing into a run directory, Ctrl-C and SIGTERM
 
 
 class Checkpointer:
@@ -213,10 +213,14 @@ class Checkpointer:
         return path
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Ctrl-C, and the polite stop of ``kill`` and batch schedulers (SLURM's time limit)."""
+
+
 @contextlib.contextmanager
-def stop_on_sigint(runner):
-    """While inside: the first Ctrl-C asks ``runner`` to checkpoint and stop at the next
-    chunk boundary; a second one raises KeyboardInterrupt at once.
+def stop_on_signal(runner):
+    """While inside: the first Ctrl-C or SIGTERM asks ``runner`` to checkpoint and stop
+    at the next chunk boundary; a second one raises KeyboardInterrupt at once.
 
     Outside the main thread (where signals cannot be handled) this does nothing.
     """
@@ -229,8 +233,9 @@ def stop_on_sigint(runner):
             raise KeyboardInterrupt
         runner.stop_requested = True
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        for sig, old in previous.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)

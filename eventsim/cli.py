@@ -2,8 +2,8 @@
 
 User errors (bad YAML, missing data, a diverging run, a missing GPU) print one
 line to stderr and exit with status 2 (1 for a diverged run); they never show a
-Python traceback. Ctrl-C during ``run`` saves a checkpoint, prints one line and
-exits with status 130; ``run --resume RUN_DIR`` continues.
+Python traceback. Ctrl-C (or SIGTERM) during ``run`` saves a checkpoint, prints one
+line and exits with status 130; ``run --resume RUN_DIR`` continues.
 """
 
 from __future__ import annotations

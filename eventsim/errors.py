@@ -72,4 +72,4 @@ class CheckpointError(EventsimError):
 
 
 class Interrupted(EventsimError):
-    """The run was stopped (Ctrl-C) after saving a checkpoint; the CLI exits with 130."""
+    """The run was stopped (Ctrl-C or SIGTERM) after saving a checkpoint; the CLI exits with 130."""

@@ -176,7 +176,7 @@ class Runner:
     simulator and :attr:`position` and restores them into a new runner. With
     :attr:`checkpoints` set (a :class:`~eventsim.checkpoint.Checkpointer`) it
     saves every ``checkpoint.every`` epochs, and :attr:`stop_requested` (set by
-    Ctrl-C) makes it save and raise :class:`~eventsim.errors.Interrupted` at the
+    Ctrl-C or SIGTERM) makes it save and raise :class:`~eventsim.errors.Interrupted` at the
     next chunk boundary inside a stretch of ticks, or at the end of the epoch or
     phase.
     """

@@ -146,15 +146,18 @@ def test_sigkill_after_first_checkpoint_then_resume_is_bit_identical(tmp_path, r
     assert meta["checkpoint"]["epoch"] == 12
 
 
-def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_identically(tmp_path, reference):
-    """Without periodic checkpoints: Ctrl-C alone saves one, one line, exit status 130."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_a_stop_signal_saves_a_checkpoint_exits_130_and_resumes_identically(tmp_path, reference,
+                                                                             sig):
+    """Without periodic checkpoints: Ctrl-C or SIGTERM (a batch scheduler's stop) alone
+    saves one, one line, exit status 130."""
     scenario, ref = reference
     out = tmp_path / "interrupted"
     proc = _start("run", str(scenario), "--out", str(out), "--no-plots",
                   "--set", "checkpoint.every=0")
     first = proc.stderr.readline()
     assert first.startswith("[train]") and "epoch 1 " in first, first
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, rest = proc.communicate(timeout=60)
     assert proc.returncode == 130, rest
     assert stdout == "" and "Traceback" not in rest
