@@ -18,7 +18,7 @@ from . import checkpoint
 from .config.scenario import Scenario, load_scenario
 from .errors import CheckpointError, DivergenceError, EventsimError, Interrupted
 from .progress import Progress
-from .rundir import CONFIG_FILE, META_FILE, RunDir, load_meta, metrics_frame
+from .rundir import CONFIG_FILE, META_FILE, RunDir, environment_facts, load_meta, metrics_frame
 from .runner import Runner, RunResult, run_scenario
 from .units import format_ms
 
@@ -88,8 +88,11 @@ def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
             raise CheckpointError(f"{path}: the run has finished; there is nothing to resume")
         state = checkpoint.load(path / checkpoint.CHECKPOINT_FILE)
         scenario = load_scenario(path / CONFIG_FILE)
+        facts = environment_facts()
         resumed = [*(meta.get("resumed") or []),
-                   {"time": _now(), "tick": state["simulator"]["tick"]}]
+                   {"time": _now(), "tick": state["simulator"]["tick"],
+                    "git_commit": facts["git_commit"], "git_dirty": facts["git_dirty"],
+                    "eventsim_version": facts["eventsim_version"]}]
         rundir.write_meta(status="running", error=None, end_time=None, resumed=resumed)
         return _drive(scenario, rundir, backend=backend or state["backend"], quiet=quiet,
                       plots=plots, state=state)

@@ -429,12 +429,19 @@ class RunDir:
         present in the file, null until supplied. :mod:`eventsim.plots` also
         reads the optional fields ``phases`` (a list of ``{name, start_tick,
         end_tick}``) and ``dt_ms``.
+
+        The environment facts (:func:`environment_facts`) are those of the
+        process that started the run, taken at its first write: commits made
+        to the checkout while a long run goes on do not replace them. A
+        resumed run keeps them too; :func:`eventsim.api.resume` records its
+        own commit in the ``resumed`` entry.
         """
         meta: dict[str, Any] = dict.fromkeys(META_FIELDS)
         if (self.path / META_FILE).is_file():
             meta.update(load_meta(self.path))
         meta.update(_plain(fields))
-        meta.update(environment_facts())
+        if meta.get("platform") is None:  # never null once the facts are in
+            meta.update(environment_facts())
         text = json.dumps(meta, indent=2, allow_nan=True, default=str) + "\n"
         return atomic_write(self.path / META_FILE, text)
 

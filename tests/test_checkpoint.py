@@ -24,6 +24,7 @@ from eventsim.rundir import (
     ENVIRONMENT_FIELDS,
     META_FIELDS,
     RunDir,
+    environment_facts,
     load_channels,
     load_meta,
     load_traces,
@@ -137,6 +138,8 @@ def test_sigkill_after_first_checkpoint_then_resume_is_bit_identical(tmp_path, r
     meta = load_meta(out)
     assert meta["status"] == "finished" and meta["error"] is None
     assert [entry["tick"] for entry in meta["resumed"]] == [tick]
+    assert {key: meta["resumed"][0][key] for key in ("git_commit", "git_dirty")} == {
+        key: environment_facts()[key] for key in ("git_commit", "git_dirty")}
     assert set(META_FIELDS) | set(ENVIRONMENT_FIELDS) <= set(meta)
     for key in META_FIELDS:
         assert meta[key] is not None, key

@@ -211,6 +211,22 @@ def test_meta_keys_present_before_caller_supplies_them(tmp_path):
     assert all(meta[key] is None for key in META_FIELDS)
 
 
+def test_meta_keeps_the_environment_of_the_process_that_started_the_run(tmp_path, monkeypatch):
+    """A commit made to the checkout during a long run must not relabel the run."""
+    run = RunDir.create(tmp_path, scenario_name="s", resolved_config={"a": 1})
+    run.write_meta(status="running")
+    started = load_meta(run)
+    later = dict(started, git_commit="f" * 40, git_dirty=not started["git_dirty"])
+    monkeypatch.setattr(rundir, "environment_facts", lambda: later)
+    run.write_meta(status="finished")
+    RunDir.open(run.path).write_meta(end_time="then")  # a resuming process
+    meta = load_meta(run)
+    assert meta["status"] == "finished" and meta["end_time"] == "then"
+    assert {key: meta[key] for key in ENVIRONMENT_FIELDS} == {
+        key: started[key] for key in ENVIRONMENT_FIELDS}
+    assert meta["git_commit"] != "f" * 40
+
+
 def test_environment_facts_without_git(monkeypatch):
     monkeypatch.setenv("PATH", "")
     facts = rundir.environment_facts()
