@@ -29,7 +29,10 @@ What it measures
 
 Usage
     python benchmarks/mnist_epoch.py [--modes analytic,reservoir] [--ticks 2000]
-        [--trials 4] [--backend numpy|cupy] [--ref REV] [--reps 2]
+        [--trials 4] [--backends numpy,numba,cupy] [--ref REV] [--reps 2]
+
+    Every (tree, backend) pair is a variant; the rows "X vs Y" are training-tick
+    speedups over the first variant, measured in the same run.
 """
 
 from __future__ import annotations
@@ -166,31 +169,37 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="analytic,reservoir")
     p.add_argument("--ticks", type=int, default=2000, help="timed ticks per measurement")
     p.add_argument("--trials", type=int, default=4)
-    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    p.add_argument("--backends", default="numpy",
+                   help="comma-separated, of numpy, numba, cupy; each is timed, interleaved")
     p.add_argument("--ref", help="also time this git revision, interleaved")
     p.add_argument("--reps", type=int, default=1, help="repetitions per variant (minimum kept)")
     args = p.parse_args(argv)
+    backends = args.backends.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this tree": REPO}
         if args.ref:
             trees = {f"ref {args.ref}": extract(args.ref, Path(tmp)), **trees}
+        variants = {f"{tree}, {backend}": (root, backend)
+                    for tree, root in trees.items() for backend in backends}
         for mode in args.modes.split(","):
             best: dict[str, dict] = {}
             for _ in range(args.reps):
-                for name, root in trees.items():
-                    r = child(root, mode, args.ticks, args.trials, args.backend)
+                for name, (root, backend) in variants.items():
+                    r = child(root, mode, args.ticks, args.trials, backend)
                     old = best.get(name)
                     if old is None or r["train"]["s_per_tick"] < old["train"]["s_per_tick"]:
                         best[name] = r
             for name, r in best.items():
                 rows.append(report(f"{mode}, {name}", r))
-            if args.ref:
-                a, b = (best[n]["train"]["s_per_tick"] for n in trees)
-                rows.append([f"{mode}: speedup", "", "", "", "", "", "", f"{a / b:.2f}x"])
-        device = r["device"]
-    print(f"mnist_epoch: K = {args.trials} trials batched, backend {args.backend} ({device}), "
-          f"{args.ticks} timed ticks, BLAS 1 thread")
+            first, *others = variants
+            for name in others:  # training-tick speedup over the first variant
+                a, b = best[first]["train"]["s_per_tick"], best[name]["train"]["s_per_tick"]
+                rows.append([f"{mode}: {name} vs {first}", "", "", "", "", "", "",
+                             f"{a / b:.2f}x"])
+        devices = sorted({r["device"] for r in best.values()})
+    print(f"mnist_epoch: K = {args.trials} trials batched, backends {', '.join(backends)} "
+          f"({', '.join(devices)}), {args.ticks} timed ticks, BLAS 1 thread")
     print(table(rows, ["variant", "train µs/tick", "s/epoch", "s/epoch/trial", "math",
                        "eval µs/tick", "s/eval", "protocol h"]))
     print("   epoch = 30k samples x 20 ticks; eval = train + test sets with learning off; "

@@ -1,10 +1,14 @@
-"""Array backend (NumPy or CuPy), default dtype and seeded random streams.
+"""Array backend (NumPy, NumPy with compiled kernels, or CuPy), default dtype and seeded
+random streams.
 
-All population state comes from ``Backend.xp``. Random numbers are always drawn
-on the host with NumPy's PCG64, one independent stream per (trial, name), in
-blocks that are copied to the device once per block. This makes the random
-numbers identical on NumPy and CuPy, independent of how many trials are batched
-together, and independent of which other populations exist.
+All population state comes from ``Backend.xp``. The ``numba`` backend keeps
+NumPy arrays and runs the hottest per-tick steps as compiled loops
+(:mod:`eventsim.compiled`); its results agree with ``numpy`` to rounding.
+
+Random numbers are always drawn on the host with NumPy's PCG64, one independent
+stream per (trial, name), in blocks that are copied to the device once per block.
+This makes the random numbers identical on every backend, independent of how many
+trials are batched together, and independent of which other populations exist.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from .errors import BackendError
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "numba", "cupy")
 DTYPES = ("float32", "float64")
 
 
@@ -44,6 +48,17 @@ def _cupy_or_error():
     return cupy
 
 
+def _numba_or_error():
+    try:
+        import numba  # noqa: PLC0415
+    except ImportError as exc:
+        raise BackendError(
+            "backend 'numba' was requested but numba is not installed "
+            "(hint: pip install 'eventsim[fast]', or use --backend numpy)"
+        ) from exc
+    return numba
+
+
 @dataclass(frozen=True)
 class Backend:
     """An array module plus the floating dtype used for all state."""
@@ -51,6 +66,15 @@ class Backend:
     name: str
     xp: Any
     dtype: np.dtype
+
+    @property
+    def kernels(self):
+        """:mod:`eventsim.compiled` (the per-tick compiled loops) on ``numba``, else None."""
+        if self.name != "numba":
+            return None
+        from . import compiled  # noqa: PLC0415 - imports numba, an optional extra
+
+        return compiled
 
     def asarray(self, a, dtype=None):
         """Copy/convert ``a`` onto this backend's device with the state dtype."""
@@ -82,6 +106,8 @@ def get_backend(name: str | None = None, dtype: str | None = None) -> Backend:
         raise BackendError(f"unknown backend {name!r} (hint: one of {', '.join(BACKENDS)})")
     if dtype not in DTYPES:
         raise BackendError(f"unknown dtype {dtype!r} (hint: one of {', '.join(DTYPES)})")
+    if name == "numba":
+        _numba_or_error()
     xp = _cupy_or_error() if name == "cupy" else np
     return Backend(name=name, xp=xp, dtype=np.dtype(dtype))
 
@@ -89,6 +115,10 @@ def get_backend(name: str | None = None, dtype: str | None = None) -> Backend:
 def available_backends() -> dict[str, str]:
     """Map each backend name to 'available' or the reason it is not."""
     out = {"numpy": f"available (numpy {np.__version__})"}
+    try:
+        out["numba"] = f"available (numba {_numba_or_error().__version__})"
+    except BackendError as exc:
+        out["numba"] = f"unavailable: {exc}"
     try:
         cp = _cupy_or_error()
         out["cupy"] = f"available (cupy {cp.__version__})"

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from . import __version__
-from .backend import available_backends, get_backend
+from .backend import BACKENDS, available_backends, get_backend
 from .config.yamlfile import load_scalar
 from .errors import DivergenceError, EventsimError, Interrupted
 
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="version, backends, device and dtype")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
+    p.add_argument("--backend", choices=BACKENDS, default=None)
     p.add_argument("--dtype", choices=["float32", "float64"], default=None)
     p.set_defaults(func=cmd_info)
 
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", metavar="SCENARIO", nargs="?", default=None)
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue a stopped or killed run from its checkpoint, in RUN_DIR")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="array backend (default: scenario's, then $EVENTSIM_BACKEND, then numpy)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None)
     p.add_argument("--trials", type=int, default=None, help="override the number of trials")
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="sweep directory (default runs/<name>/sweep); finished points in it "
                         "are skipped")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
+    p.add_argument("--backend", choices=BACKENDS, default=None)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field of every point by dotted path")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")

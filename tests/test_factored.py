@@ -11,55 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _shared import F64
+from _shared import WIDE_SAMPLE_TICKS as S
+from _shared import wide_sim as _sim
 
 from eventsim import checkpoint
-from eventsim.config.network import parse_network
-from eventsim.engine.simulator import FACTORED_MIN_WEIGHTS, LayerRule, Simulator
+from eventsim.engine.simulator import FACTORED_MIN_WEIGHTS
 from eventsim.engine.state import restore_simulator, simulator_state
-
-NET = """
-name: wide-first-layer
-populations:
-  x: {kind: input, size: 90}
-  h: {kind: layer, size: 48, tau: 2 ms, noise: 0.05}
-  o: {kind: layer, size: 3, tau: 2 ms, noise: 0.05}
-  m: {kind: reservoir, size: 10}
-  n: {kind: reservoir, size: 10}
-projections:
-  - {from: x, to: h}
-  - {from: h, to: o}
-  - {from: m, to: h, kind: modulatory{extra}}
-  - {from: n, to: o, kind: modulatory}
-"""
-S = 6  # ticks per sample
-
-
-class Feed:
-    def __init__(self, seeds):
-        g = [np.random.default_rng(900 + s) for s in seeds]
-        self.x = np.stack([r.uniform(0.0, 1.0, size=(7, 90)) for r in g])
-        self.y = np.stack([r.integers(0, 2, size=7) for r in g])
-        self.i = 0
-
-    def next(self):
-        s = self.i % 7
-        self.i += 1
-        return (F64.asarray(self.x[:, s]), F64.asarray(self.y[:, s, None].astype(float)),
-                self.y[:, s])
-
-
-def _sim(factored, *, momentum=0.9, extra="", trace=0.0, seeds=(0, 1)):
-    window = trace if isinstance(trace, str) else None
-    rule = LayerRule(gamma=4.0, memory=4, sigma_x=2.0, sigma_y=0.5, sigma_z=3.0,
-                     momentum=momentum, tau_e_ms=0.0 if window else trace, window=window)
-    sim = Simulator(parse_network(NET.replace("{extra}", extra)), seeds=list(seeds),
-                    backend=F64, dt_ms=1.0, sample_ticks=S, rules={"h": rule, "o": rule},
-                    factored_updates=factored)
-    sim.set_feed(Feed(seeds))
-    sim.set_learning(layers=True, readouts=False, layer_decay_ms=40.0)
-    sim.set_eta(0.05)
-    return sim
 
 
 def test_the_first_layer_is_factored_and_the_small_one_is_not():

@@ -229,7 +229,7 @@ class ScenarioFile(Strict):
     name: str
     description: str = ""
     network: str | dict[str, Any]
-    backend: Literal["numpy", "cupy"] | None = None
+    backend: Literal["numpy", "numba", "cupy"] | None = None
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     trials: PosInt = 1

@@ -154,10 +154,13 @@ class SampleKernels:
 class AnalyticXi:
     """The third factor computed from the working memory (DL Eq. 8, ξ*, or pHSIC)."""
 
-    def __init__(self, memory: WorkingMemory, rule: LayerRule, kernels: SampleKernels) -> None:
+    def __init__(self, memory: WorkingMemory, rule: LayerRule, kernels: SampleKernels,
+                 compiled=None) -> None:
         self.memory = memory
         self.rule = rule
         self.kernels = kernels
+        self.contract = None if compiled is None else compiled.xi
+        """The compiled contraction of DL Eq. 8 / ξ* on the ``numba`` backend, else None."""
         self.coef = None
 
     def _z(self, phase: int):
@@ -177,7 +180,7 @@ class AnalyticXi:
         z = self._z(phase)
         if self.rule.form == "phsic":
             return hsic.xi_phsic_from_coefficients(self.coef, z, self.rule.sigma_z)
-        return hsic.xi_from_coefficients(self.coef, z, self.rule.sigma_z)
+        return hsic.xi_from_coefficients(self.coef, z, self.rule.sigma_z, self.contract)
 
     def objectives(self, phase: int) -> dict:
         """DL and PL objectives of the layer over the memory at ``phase``, each (K,).
@@ -355,7 +358,8 @@ class Simulator:
             samples, kernels = self.sample_memories[rule.memory]
             self.memories[layer] = WorkingMemory(samples, self.sample_ticks, pop.size,
                                                  backend=be, trials=self.trials)
-            self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule, kernels)
+            self.xi_sources[layer] = AnalyticXi(self.memories[layer], rule, kernels,
+                                                be.kernels)
             if layer in self.clamped:
                 continue
             self.synapses[layer] = ThreeFactorSynapses(

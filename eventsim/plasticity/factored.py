@@ -39,6 +39,8 @@ class FactoredUpdates:
         self.velocity = velocity
         self.momentum = float(momentum)
         self.xp = backend.xp
+        self.kernels = backend.kernels
+        """The compiled drive and commit (:mod:`eventsim.compiled`) on ``numba``, else None."""
         k, n, _ = layer.W.shape
         self.w = backend.zeros((k, n))
         self.b = backend.zeros((k, n)) if velocity is not None else None
@@ -74,10 +76,27 @@ class FactoredUpdates:
             self._velocity_drive()
             self.b *= self.b.dtype.type(self.momentum)
             self.b += a
-            self.decay *= self.momentum
-            self.c += self.decay
+            self._count_delivery()
             self.w += self.b
         self.pending = True
+
+    def add_delivered(self, inbox, z, neg_eta) -> None:
+        """:meth:`add` of ``a = −η m ⊙ (1 − z²)`` from the inbox ``m`` in one compiled loop
+        (``numba`` backend); empties the inbox."""
+        momentum = self.b is not None
+        if momentum:
+            self._velocity_drive()
+        dtype = self.w.dtype.type
+        self.kernels.factored_add(self.w, self.b if momentum else self.w, inbox, z,
+                                  dtype(neg_eta), dtype(self.momentum), momentum)
+        if momentum:
+            self._count_delivery()
+        self.pending = True
+
+    def _count_delivery(self) -> None:
+        """``μ^d`` and ``C_d = C_{d−1} + μ^d`` of the module docstring."""
+        self.decay *= self.momentum
+        self.c += self.decay
 
     def _velocity_drive(self):
         """``v_0 x``, computed once per sample, when the first update needs it."""
@@ -94,6 +113,12 @@ class FactoredUpdates:
             xp.matmul(self.layer.W, x[..., None], out=self.wx[..., None])
             xp.sum(x * x, axis=-1, keepdims=True, out=self.xx)
             self.fresh = True
+        if self.kernels is not None:
+            use_v = self.pending and self.vx is not None
+            self.kernels.factored_drive(out, self.xx, self.w, self.wx,
+                                        self._velocity_drive() if use_v else self.wx,
+                                        self.wx.dtype.type(self.c), use_v)
+            return
         xp.multiply(self.xx, self.w, out=out)
         out += self.wx
         if self.pending and self.vx is not None:
@@ -139,7 +164,14 @@ class FactoredUpdates:
 
         In place and in the operation order of :meth:`effective_weights` and
         :meth:`effective_velocity`, so the stored values equal theirs bit for bit."""
-        if self.pending:
+        if self.pending and self.kernels is not None:
+            v = self.velocity
+            dtype = self.w.dtype.type
+            self.kernels.factored_commit(self.layer.W, self.layer.W if v is None else v,
+                                         self.w, self.w if self.b is None else self.b,
+                                         self.layer.pre.z, dtype(self.c), dtype(self.decay),
+                                         v is not None)
+        elif self.pending:
             xp, x, tmp, W = self.xp, self.layer.pre.z, self.scratch, self.layer.W
             xp.multiply(self.w[..., :, None], x[..., None, :], out=tmp)
             W += tmp

@@ -130,12 +130,16 @@ def xi_coefficients(x_mem, y_mem, *, gamma: float, sigma_x: float, sigma_y: floa
     return coefficients_from_rows(rows, gamma=gamma, form=form)
 
 
-def xi_from_coefficients(coef, z_mem, sigma_z: float):
-    """``ξ_i = 1/(N−1)² Σ_q c_q α_i(q)`` (DL Eq. 8), shape (K, n); every tick."""
+def xi_from_coefficients(coef, z_mem, sigma_z: float, contract=None):
+    """``ξ_i = 1/(N−1)² Σ_q c_q α_i(q)`` (DL Eq. 8), shape (K, n); every tick.
+
+    ``contract(coef, z_mem, sigma_z, scale)`` computes ``scale · Σ_q c_q α_i(q)``:
+    the array version here by default, or the compiled :func:`eventsim.compiled.xi`.
+    """
     n_mem = z_mem.shape[-2]
     if n_mem < 2:
         return _zeros_xi(z_mem)
-    return _contract_alpha(coef, z_mem, sigma_z, 1.0 / (n_mem - 1) ** 2)
+    return (contract or _contract_alpha)(coef, z_mem, sigma_z, 1.0 / (n_mem - 1) ** 2)
 
 
 def xi(x_mem, y_mem, z_mem, *, gamma: float, sigma_x: float, sigma_y: float,

@@ -74,6 +74,8 @@ class ThreeFactorSynapses:
         self.factored = FactoredUpdates(layer, self.velocity, momentum, backend) if factored \
             else None
         layer.updates = self.factored
+        self.kernels = backend.kernels if window is None and not exponential else None
+        """The compiled instant update (:mod:`eventsim.compiled`) where it applies, else None."""
         self.dw = None if factored else backend.zeros((k, n, m))
         """Work buffer of ΔW (the step allocates nothing of the weights' size)."""
         self.pending = False
@@ -145,6 +147,10 @@ class ThreeFactorSynapses:
             self.e += dw
         if not self.pending:
             return None
+        if self.factored is not None and self.kernels is not None and self.enabled:
+            self.factored.add_delivered(self.inbox, self.layer.z, -self.eta(tick))
+            self.pending = False
+            return None
         if self.factored is not None:  # e = β, kept as (−η m ⊙ (1 − z²)) xᵀ
             a = self._post()
             a *= self.inbox
@@ -153,6 +159,14 @@ class ThreeFactorSynapses:
             if self.enabled:
                 a *= self.dtype.type(-self.eta(tick))
                 self.factored.add(a)
+            return None
+        if self.kernels is not None:  # e = β, one compiled loop (bit for bit as below)
+            v = self.velocity
+            self.kernels.instant_update(  # without momentum W stands in for v, unused
+                self.layer.W, self.layer.W if v is None else v, self.inbox, self.layer.z,
+                self.layer.pre.z, self.dtype.type(-self.eta(tick)),
+                self.dtype.type(self.momentum), v is not None, self.enabled)
+            self.pending = False
             return None
         if self.e is None:  # e = β = (1 − z²) zpreᵀ, factored
             xp.multiply((self._post() * self.inbox)[:, :, None], self.layer.pre.z[:, None, :],

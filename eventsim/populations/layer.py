@@ -51,15 +51,22 @@ class Layer:
         self.leak = backend.dtype.type(dt_ms / spec.tau)
         self.noise = UniformNoise(RandomStreams(seeds, f"{name}/noise"), (spec.size,),
                                   spec.noise, backend)
+        self.kernels = backend.kernels
+        """The compiled step (:mod:`eventsim.compiled`) on the ``numba`` backend, else None."""
 
     def step(self) -> None:
         """One Euler step of DL Eq. 6 (in place, into preallocated buffers)."""
-        xp = self.xp
+        xp, kernels = self.xp, self.kernels
         drive = self.drive
-        if self.updates is None:
-            xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
-        else:
+        if self.updates is not None:
             self.updates.drive(drive)
+        elif kernels is not None:
+            kernels.matvec(self.W, self.pre.z, drive)
+        else:
+            xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
+        if kernels is not None:
+            kernels.euler_tanh(self.u, self.z, drive, self.leak, self.noise.next())
+            return
         drive -= self.u
         drive *= self.leak
         self.u += drive

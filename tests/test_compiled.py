@@ -1,0 +1,163 @@
+"""The ``numba`` backend: compiled per-tick kernels (eventsim.compiled) against the array code.
+
+* ξ (DL Eq. 8 and ξ*) against the explicit loop over the equation and against the array
+  contraction;
+* the elementwise kernels (the instant DL Eq. 8 update with momentum, the factored
+  drive, add and commit) against the NumPy code, bit for bit in float32;
+* whole simulations (a wide first layer with factored updates, momentum, delayed and lossy
+  deliveries) against the ``numpy`` backend to rounding, deterministic, and with a trial's
+  numbers independent of how many trials are batched;
+* the backend's errors.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from _shared import F32, F64, wide_sim
+
+from eventsim.backend import available_backends, get_backend
+from eventsim.errors import BackendError
+from eventsim.plasticity import hsic
+from eventsim.plasticity.traces import ThreeFactorSynapses
+
+compiled = pytest.importorskip("eventsim.compiled")
+N32 = get_backend("numba", "float32")
+N64 = get_backend("numba", "float64")
+
+
+def _loop_xi(coef, z, sigma_z):
+    """``1/(N−1)² Σ_q c_q α_i(q)``, ``α_i(q) = −(2/σ²) k(z0, zq)(z0_i − zq_i)``; one trial."""
+    N, n = z.shape
+    out = np.zeros(n)
+    for q in range(N):
+        k = math.exp(-sum((z[0, d] - z[q, d]) ** 2 for d in range(n)) / (2 * sigma_z**2))
+        for i in range(n):
+            out[i] += coef[q] * (-2.0 / sigma_z**2) * k * (z[0, i] - z[q, i])
+    return out / (N - 1) ** 2
+
+
+@pytest.mark.parametrize("form", ["paper", "exact"])
+def test_compiled_xi_matches_the_explicit_loop_and_the_array_contraction(form):
+    g = np.random.default_rng(3)
+    K, N, n = 3, 7, 5
+    x, y = g.normal(size=(K, N, 4)), g.integers(0, 2, size=(K, N, 1)).astype(float)
+    z = np.tanh(g.normal(size=(K, N, n)))
+    coef = hsic.xi_coefficients(x, y, gamma=2.0, sigma_x=1.5, sigma_y=0.5, form=form)
+    got = hsic.xi_from_coefficients(coef, z, 0.8, compiled.xi)
+    for k in range(K):
+        np.testing.assert_allclose(got[k], _loop_xi(coef[k], z[k], 0.8), rtol=1e-12, atol=1e-15)
+    z32, c32 = z.astype(np.float32), coef.astype(np.float32)
+    got32 = hsic.xi_from_coefficients(c32, z32, 0.8, compiled.xi)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, hsic.xi_from_coefficients(c32, z32, 0.8), rtol=2e-5,
+                               atol=1e-7)
+    assert not np.shares_memory(got32, hsic.xi_from_coefficients(c32, z32, 0.8, compiled.xi))
+
+
+def _synapses(backend, *, momentum, factored, seed=0):
+    """Synapses on a stand-in layer (W, z and the presynaptic z; no dynamics)."""
+    g = np.random.default_rng(seed)
+    k, n, m = 2, 6, 40
+    pre = SimpleNamespace(z=g.uniform(size=(k, m)).astype(np.float32), kind="input")
+    layer = SimpleNamespace(W=g.normal(size=(k, n, m)).astype(np.float32), pre=pre,
+                            z=np.tanh(g.normal(size=(k, n))).astype(np.float32), updates=None)
+    syn = ThreeFactorSynapses(layer, dt_ms=1.0, momentum=momentum, factored=factored,
+                              backend=backend)
+    if momentum:
+        syn.velocity[...] = g.normal(size=syn.velocity.shape) * 0.01
+    syn.eta_base, syn.decay_ticks = 0.05, 30.0
+    return syn, g
+
+
+@pytest.mark.parametrize("factored", [False, True], ids=["per_tick", "factored"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_elementwise_kernels_equal_the_numpy_step_bit_for_bit(momentum, factored):
+    """Five deliveries (learning switched off for one), then the drive and the commit."""
+    runs = []
+    for backend in (F32, N32):
+        syn, g = _synapses(backend, momentum=momentum, factored=factored)
+        drives = []
+        for tick in range(5):
+            syn.enabled = tick != 2
+            syn.layer.z[...] = np.tanh(g.normal(size=syn.layer.z.shape))
+            syn.deliver(g.normal(size=syn.inbox.shape).astype(np.float32))
+            syn.step(tick)
+            assert not syn.inbox.any() and not syn.pending
+            if factored:
+                drive = np.empty(syn.inbox.shape, np.float32)
+                syn.factored.drive(drive)
+                drives.append(drive)
+        if factored:
+            syn.factored.commit()
+        runs.append((syn.layer.W, syn.velocity, drives))
+    (w_np, v_np, d_np), (w_nb, v_nb, d_nb) = runs
+    np.testing.assert_array_equal(w_nb, w_np)
+    if momentum:
+        np.testing.assert_array_equal(v_nb, v_np)
+    for a, b in zip(d_nb, d_np, strict=True):
+        np.testing.assert_array_equal(a, b)
+    fresh = _synapses(F32, momentum=momentum, factored=factored)[0].layer.W
+    assert np.abs(w_np - fresh).max() > 1e-4  # the updates did move W
+
+
+def _states(sim):
+    return {f"{name}.{var}": np.array(value) for name in ("h", "o")
+            for var, value in sim.populations[name].state().items()}
+
+
+@pytest.mark.parametrize("extra", ["", ", delay: 3 ms, loss: 0.3, jitter: 2 ms"])
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "per_tick"])
+@pytest.mark.parametrize(("reference", "backend", "rtol"), [(F64, N64, 1e-9), (F32, N32, 2e-4)],
+                         ids=["float64", "float32"])
+def test_a_simulation_on_numba_matches_numpy_to_rounding(reference, backend, rtol, factored,
+                                                         extra):
+    want = wide_sim(factored, extra=extra, backend=reference)
+    got = wide_sim(factored, extra=extra, backend=backend)
+    w0 = np.array(want.populations["h"].W)
+    for tick in (9, 26, 49):  # ends mid-sample
+        want.run(tick)
+        got.run(tick)
+        a, b = _states(want), _states(got)
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=rtol, atol=rtol * 1e-2,
+                                       err_msg=f"{key} at tick {tick}")
+    assert np.abs(np.array(want.populations["h"].W) - w0).max() > 1e-3
+
+
+def test_numba_runs_are_deterministic_and_a_trial_does_not_depend_on_the_batch():
+    batched = wide_sim(True, seeds=(0, 1, 2), backend=N32)
+    again = wide_sim(True, seeds=(0, 1, 2), backend=N32)
+    single = wide_sim(True, seeds=(2,), backend=N32)
+    for sim in (batched, again, single):
+        sim.run(40)
+    for key, value in _states(batched).items():
+        np.testing.assert_array_equal(_states(again)[key], value, err_msg=key)
+        np.testing.assert_array_equal(_states(single)[key][0], value[2], err_msg=key)
+
+
+def test_backend_kernels_are_the_compiled_module_only_on_numba():
+    assert N32.kernels is compiled and N32.xp is np
+    assert F32.kernels is None
+    assert available_backends()["numba"].startswith("available (numba ")
+
+
+def test_numba_missing_is_a_one_line_backend_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    with pytest.raises(BackendError) as err:
+        get_backend("numba")
+    message = str(err.value)
+    assert "\n" not in message and "eventsim[fast]" in message and "--backend numpy" in message
+    assert available_backends()["numba"].startswith("unavailable: ")
+
+
+def test_cli_runs_a_scenario_on_numba(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "eventsim.cli", "info", "--backend", "numba"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "numba" in r.stdout
