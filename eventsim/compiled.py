@@ -9,10 +9,8 @@ calls by one compiled loop each:
   ``ξ_i = scale · Σ_q c_q α_i(q)`` with
   ``α_i(q) = −(2/σ_z²) k(z0, zq) (z0_i − zq_i)``
   (:func:`eventsim.plasticity.hsic.xi_from_coefficients`);
-* :func:`matvec` — a layer's drive ``W z_pre`` (DL Eq. 6);
-* :func:`euler_tanh` — the Euler step of DL Eq. 6 after the drive,
-  ``u ← u + (dt/τ)(drive − u)``, ``z = tanh(u) + ζ``
-  (:meth:`eventsim.populations.layer.Layer.step`);
+* :func:`layer_step` — the Euler step of DL Eq. 6, ``u ← u + (dt/τ)(W z_pre − u)``,
+  ``z = tanh(u) + ζ`` (:meth:`eventsim.populations.layer.Layer.step`);
 * :func:`instant_update` — DL Eq. 8 with ``e = β`` and SGD momentum,
   ``ΔW_ij = −η m_i (1 − z_i²) zpre_j``, ``v ← μ v + ΔW``, ``W ← W + v``
   (:meth:`eventsim.plasticity.traces.ThreeFactorSynapses.step`).
@@ -29,6 +27,7 @@ deterministic on one machine; bit-identical results across machines are the
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -62,32 +61,31 @@ def xi(coef, z_mem, sigma_z: float, scale: float):
 
     A new array every call: channels may hold it until a delayed delivery.
     """
-    dtype = z_mem.dtype.type
     out = np.empty(z_mem.shape[:1] + z_mem.shape[2:], dtype=z_mem.dtype)
     _xi_kernel(coef.astype(z_mem.dtype, copy=False), z_mem,
-               dtype(0.5 / (sigma_z * sigma_z)), dtype(-2.0 / (sigma_z * sigma_z) * scale), out)
+               *_xi_constants(sigma_z, scale, z_mem.dtype.type), out)
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _xi_constants(sigma_z: float, scale: float, dtype):
+    """``1/(2σ_z²)`` and ``−2 scale/σ_z²`` in the state dtype (a few distinct values per run)."""
+    return dtype(0.5 / (sigma_z * sigma_z)), dtype(-2.0 / (sigma_z * sigma_z) * scale)
+
+
 @numba.njit(cache=True, fastmath=_SUMS)
-def matvec(w, x, out):  # pragma: no cover - compiled
-    """``out[k] = W[k] x[k]`` for (K, n, m) ``W`` and (K, m) ``x`` (DL Eq. 6 drive)."""
-    trials, n, m = w.shape
-    for k in range(trials):
-        for i in range(n):
-            s = w.dtype.type(0.0)
-            for j in range(m):
-                s += w[k, i, j] * x[k, j]
-            out[k, i] = s
-
-
-@numba.njit(cache=True)
-def euler_tanh(u, z, drive, leak, noise):  # pragma: no cover - compiled
-    """``u ← u + leak (drive − u)``, ``z = tanh(u) + noise`` (DL Eq. 6), in place; ``drive``
-    is overwritten with ``leak (drive − u)`` as in the NumPy step."""
+def layer_step(w, x, u, z, drive, leak, noise, with_drive):  # pragma: no cover - compiled
+    """One Euler step of DL Eq. 6 in place: ``drive = W x`` (unless ``with_drive``: then
+    ``drive`` holds it already), ``u ← u + leak (drive − u)``, ``z = tanh(u) + noise``.
+    ``drive`` ends as ``leak (drive − u)``, as in the NumPy step."""
     trials, n = u.shape
     for k in range(trials):
         for i in range(n):
+            if not with_drive:
+                s = w.dtype.type(0.0)
+                for j in range(x.shape[1]):
+                    s += w[k, i, j] * x[k, j]
+                drive[k, i] = s
             step = (drive[k, i] - u[k, i]) * leak
             drive[k, i] = step
             u[k, i] += step

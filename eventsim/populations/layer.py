@@ -56,17 +56,15 @@ class Layer:
 
     def step(self) -> None:
         """One Euler step of DL Eq. 6 (in place, into preallocated buffers)."""
-        xp, kernels = self.xp, self.kernels
-        drive = self.drive
+        xp, drive = self.xp, self.drive
         if self.updates is not None:
             self.updates.drive(drive)
-        elif kernels is not None:
-            kernels.matvec(self.W, self.pre.z, drive)
-        else:
-            xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
-        if kernels is not None:
-            kernels.euler_tanh(self.u, self.z, drive, self.leak, self.noise.next())
+        if self.kernels is not None:
+            self.kernels.layer_step(self.W, self.pre.z, self.u, self.z, drive, self.leak,
+                                    self.noise.next(), self.updates is not None)
             return
+        if self.updates is None:
+            xp.matmul(self.W, self.pre.z[..., None], out=drive[..., None])
         drive -= self.u
         drive *= self.leak
         self.u += drive
