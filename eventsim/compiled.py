@@ -13,7 +13,11 @@ calls by one compiled loop each:
   ``z = tanh(u) + ζ`` (:meth:`eventsim.populations.layer.Layer.step`);
 * :func:`instant_update` — DL Eq. 8 with ``e = β`` and SGD momentum,
   ``ΔW_ij = −η m_i (1 − z_i²) zpre_j``, ``v ← μ v + ΔW``, ``W ← W + v``
-  (:meth:`eventsim.plasticity.traces.ThreeFactorSynapses.step`).
+  (:meth:`eventsim.plasticity.traces.ThreeFactorSynapses.step`);
+* :func:`factored_add`, :func:`factored_drive`, :func:`factored_commit` — the same
+  update for a wide first layer kept as rank-1 factors over a sample, the drive
+  ``W x`` from them, and their once-per-sample write into ``W`` and ``v``
+  (:mod:`eventsim.plasticity.factored`).
 
 Each kernel loops over the trials outside and treats every trial alike, so a
 trial's numbers do not depend on how many trials are batched. The elementwise
@@ -33,8 +37,9 @@ import math
 import numba
 import numpy as np
 
-#: Reassociation (vectorised sums) and no signed zeros; no approximate functions and
-#: no fused multiply-adds, so the elementwise kernels round as NumPy does.
+#: For the kernels with sums (ξ, ``W z_pre``): reassociation, so that the sums vectorise,
+#: and no signed zeros; no approximate functions and no fused multiply-adds. The purely
+#: elementwise kernels are compiled without fast-math and round as NumPy does.
 _SUMS = {"reassoc", "nsz"}
 
 
