@@ -66,9 +66,11 @@ def xi(coef, z_mem, sigma_z: float, scale: float):
 
     A new array every call: channels may hold it until a delayed delivery.
     """
-    out = np.empty(z_mem.shape[:1] + z_mem.shape[2:], dtype=z_mem.dtype)
-    _xi_kernel(coef.astype(z_mem.dtype, copy=False), z_mem,
-               *_xi_constants(sigma_z, scale, z_mem.dtype.type), out)
+    trials, _, n = z_mem.shape
+    dtype = z_mem.dtype
+    out = np.empty((trials, n), dtype)
+    c1, c2 = _xi_constants(sigma_z, scale, dtype.type)
+    _xi_kernel(coef.astype(dtype, copy=False), z_mem, c1, c2, out)
     return out
 
 

@@ -484,10 +484,11 @@ class Simulator:
         self._xi_cache[layer] = (tick, value)
         return value
 
-    def _sends(self, layer: str, tick: int) -> bool:
+    def _sends(self, layer: str, tick: int, phase: int) -> bool:
+        """Whether ``layer``'s modulatory channel sends at ``tick`` (``phase`` in the sample)."""
         ch = self.channels.get(layer)
         return (ch is not None and ch.receiver.enabled and self.feed is not None
-                and ch.due(tick, self.phase_of(tick)))
+                and ch.due(tick, phase))
 
     def _step_layer(self, name: str, tick: int) -> None:
         pop = self.populations[name]
@@ -497,7 +498,7 @@ class Simulator:
             return
         phase = self.phase_of(tick)
         mem.write_z(phase, pop.z)
-        if self.modulator == "analytic" and self._sends(name, tick):
+        if self.modulator == "analytic" and self._sends(name, tick, phase):
             self.channels[name].send(tick, self._xi(name, tick))
         if (phase == self.sample_ticks - 1
                 and self.samples_presented % self.objective_every == 0):
@@ -510,7 +511,7 @@ class Simulator:
         res = self.populations[name]
         res.step([self._tap_value(t) for t in self._taps[name]])
         layer = self._served[name]
-        if self.reservoir_drives_layers and self._sends(layer, tick):
+        if self.reservoir_drives_layers and self._sends(layer, tick, self.phase_of(tick)):
             self.channels[layer].send(tick, res.r_o.copy())
 
     def _learn_readout(self, name: str, tick: int) -> None:

@@ -63,6 +63,8 @@ class WorkingMemory:
         self.samples = samples
         self.capacity = samples.capacity
         self.z = backend.zeros((sample_ticks, trials, samples.capacity, z_dim))
+        self._full = [self.z[phase] for phase in range(sample_ticks)]
+        """``z_at(phase)`` of a full memory: views made once (``z`` only changes in place)."""
 
     @property
     def count(self) -> int:
@@ -82,7 +84,10 @@ class WorkingMemory:
 
     def z_at(self, phase: int):
         """z of the filled entries at ``phase``, newest first: (K, n_filled, n), a view."""
-        return self.z[phase, :, :self.samples.count]
+        count = self.samples.count
+        if count == self.capacity:
+            return self._full[phase]
+        return self.z[phase, :, :count]
 
     def get_state(self) -> dict:
         return {**self.samples.get_state(), "z": self.z}
