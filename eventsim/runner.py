@@ -433,30 +433,37 @@ class Runner:
         self.progress.metric(f"{prefix} " + " ".join(parts))
 
     def evaluate(self, phase: str) -> dict:
-        """Fit the readout on training windows, score on test windows (learning off)."""
+        """Fit the readout on training windows, score on test windows (learning off).
+
+        The last layer's scores are ``accuracy/train`` and ``accuracy/test``; each layer
+        of ``evaluate.layers`` gets a readout of its own, ``accuracy/<split>/<layer>``.
+        """
         sim = self.sim
         sim.set_learning(layers=False, readouts=False, explore=False)
         sim.memories_run = False
-        window = sim.window(self.out_layer)
-        window.enabled = True
-        feats = {}
+        scored = [self.out_layer] + [n for n in self.sc.spec.evaluate.layers
+                                     if n != self.out_layer]
+        windows = {name: sim.window(name) for name in scored}
+        for window in windows.values():
+            window.enabled = True
+        feats = {name: {} for name in scored}
         for split in ("train", "test"):
             n = getattr(self.ds, f"x_{split}").shape[1]
             sim.set_feed(self._feed(split, shuffle=False))
             self._advance(n * sim.sample_ticks)
-            feats[split] = window.take()
-        window.enabled = False
+            for name, window in windows.items():
+                feats[name][split] = window.take()
+        for window in windows.values():
+            window.enabled = False
         sim.memories_run = True
-        be = self.backend
-        readout = fit_readout(be.asarray(feats["train"]), be.xp.asarray(self.ds.y_train),
-                              self.ds.n_classes)
-        acc = {split: be.to_host(readout_accuracy(readout, be.asarray(feats[split]),
-                                                  be.xp.asarray(getattr(self.ds, f"y_{split}"))))
-               for split in ("train", "test")}
         epoch = self.epoch
-        self._metric(phase, "accuracy/train", acc["train"], epoch)
-        self._metric(phase, "accuracy/test", acc["test"], epoch)
+        accuracy = {name: self._score(feats[name]) for name in scored}
+        for name, acc in accuracy.items():
+            suffix = "" if name == self.out_layer else f"/{name}"
+            self._metric(phase, f"accuracy/train{suffix}", acc["train"], epoch)
+            self._metric(phase, f"accuracy/test{suffix}", acc["test"], epoch)
         self._report(f"evaluation after epoch {epoch}")
+        feats = feats[self.out_layer]
         self.result.summary["code_words"] = _code_words(feats["test"], self.ds)
         n_test = feats["test"].shape[1]
         test_ticks = sim.tick - (n_test - np.arange(n_test)) * sim.sample_ticks
@@ -464,7 +471,16 @@ class Runner:
                                                         feats["test"].swapaxes(0, 1))
         self.result.traces[f"{self.out_layer}.label"] = (test_ticks,
                                                          np.asarray(self.ds.y_test).T)
-        return acc
+        return accuracy[self.out_layer]
+
+    def _score(self, feats: dict) -> dict:
+        """Readout fitted on ``feats['train']`` (K, samples, units); accuracy per split."""
+        be = self.backend
+        readout = fit_readout(be.asarray(feats["train"]), be.xp.asarray(self.ds.y_train),
+                              self.ds.n_classes)
+        return {split: be.to_host(readout_accuracy(readout, be.asarray(feats[split]),
+                                                   be.xp.asarray(getattr(self.ds, f"y_{split}"))))
+                for split in ("train", "test")}
 
     def _weight_ratio(self) -> None:
         """DL Fig. 5B: learned ``W[1]/W[0]`` vs the true ``w[1]/w[0]`` (2-input perceptron)."""

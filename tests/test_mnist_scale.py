@@ -286,3 +286,52 @@ def test_validated_scenario_is_mnist_hsic_with_its_two_stated_kernel_changes():
     for key in ("name", "description"):
         base.pop(key), variant.pop(key)
     assert variant == base
+
+
+def test_evaluate_layers_scores_each_listed_layer_with_its_own_readout(monkeypatch):
+    """``evaluate.layers: [h1]`` fits a second readout on h1's window means (its own
+    units) and logs ``accuracy/<split>/h1``; the last layer's scores do not change."""
+    from eventsim import runner as runner_module
+    from eventsim.evaluate import readout_accuracy
+    from eventsim.runner import Runner
+
+    fits = []
+    fit = runner_module.fit_readout
+
+    def spy(features, y, n_classes, **kw):
+        fitted = fit(features, y, n_classes, **kw)
+        fits.append((features.shape, fitted))
+        return fitted
+
+    monkeypatch.setattr(runner_module, "fit_readout", spy)
+    plain = Runner(parse_scenario(ENGINE_EVAL)).run()
+    fits.clear()
+    runner = Runner(parse_scenario(ENGINE_EVAL, overrides={"evaluate.layers": ["h1"]}))
+    result = runner.run()
+
+    def rows(res, metric):
+        return [r["value"] for r in res.metrics if r["metric"] == metric]
+
+    assert rows(result, "accuracy/test") == rows(plain, "accuracy/test")
+    assert rows(result, "accuracy/train") == rows(plain, "accuracy/train")
+    assert [shape[-1] for shape, _ in fits] == [1, 2]  # out (1 unit), then h1 (2 units)
+    h1 = rows(result, "accuracy/test/h1")
+    assert len(h1) == 2 and len(rows(result, "accuracy/train/h1")) == 2  # two trials
+    # the logged h1 score is its readout's accuracy on h1's test window means
+    sim = runner.sim
+    window = sim.window("h1")
+    window.enabled = True
+    sim.set_learning(layers=False, readouts=False, explore=False)
+    sim.memories_run = False
+    sim.set_feed(runner._feed("test", shuffle=False))
+    sim.run(sim.tick + runner.ds.x_test.shape[1] * sim.sample_ticks)
+    again = readout_accuracy(fits[1][1], window.take(), runner.ds.y_test)
+    np.testing.assert_allclose(again, h1)
+
+
+def test_evaluate_layers_names_an_unknown_layer_in_one_line():
+    with pytest.raises(ConfigError) as err:
+        parse_scenario(ENGINE_EVAL + "evaluate: {layers: [h1, h9]}\n")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "<string>:10: evaluate.layers[1]" in message and "'h9'" in message and "h1" in message

@@ -162,7 +162,7 @@ ZIP = "sweep:\n  zip:\n    rule.memory: [2, 4, 6]\n"
      "sweep.zip.rule.gamma", "rule.gamma is also set by a variant"),
     (ZIP + "    rule.gamma: []\n", 13, "sweep.zip.rule.gamma", "give at least one value"),
     (ZIP + "    rule.gamma: [1, [2], 3]\n", 13, "sweep.zip.rule.gamma[1]", "scalars"),
-    (ZIP + "    rule.gamma: 5\n", 13, "sweep.zip.rule.gamma", "valid list"),
+    (ZIP + "    rule.gamma: 5\n", 13, "sweep.zip.rule.gamma", "expected a list, got 5"),
     (ZIP + "    'rule..gamma': [1, 2, 3]\n", 13, "sweep.zip.rule..gamma", "dotted path"),
     (ZIP + "    sweep.grid: [1, 2, 3]\n", 13, "sweep.zip.sweep.grid", "cannot change the sweep"),
     ("sweep:\n  zip:\n    rule.memory: [2, 4, 2]\n    rule.gamma: [1, 1, 1]\n", 12,

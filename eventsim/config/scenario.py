@@ -185,7 +185,7 @@ class Phase(Strict):
 
 class Evaluate(Strict):
     """Linear readout on the last layer (fit on train, scored on test) every
-    ``every`` epochs (0: only at the end).
+    ``every`` epochs (0: only at the end); ``layers`` adds a readout per listed layer.
 
     ``objective_every``: the layer objectives (DL Eq. 2/3 and PL Eq. 34 over the
     working memory, the metrics ``objective_dl/<layer>`` and ``objective_pl/<layer>``,
@@ -197,6 +197,9 @@ class Evaluate(Strict):
 
     every: int = Field(default=0, ge=0)
     objective_every: PosInt = 1
+    layers: list[str] = []
+    """Layers scored besides the last (engine runs): a readout of its own per layer,
+    the metrics ``accuracy/train/<layer>`` and ``accuracy/test/<layer>``."""
 
 
 def _epoch_count(value):
@@ -354,6 +357,14 @@ def _check(sc: Scenario) -> None:
         if "readouts" in phase.learn and sc.spec.modulator.source != "reservoir":
             raise sc.error(("phases", i, "learn"), "readouts learn only with reservoirs",
                            "set modulator.source: reservoir")
+    for i, layer in enumerate(sc.spec.evaluate.layers):
+        if layer not in layers:
+            raise sc.error(("evaluate", "layers", i), f"unknown layer {layer!r}",
+                           "one of " + ", ".join(sorted(layers)))
+    if sc.spec.evaluate.layers and (rule.name == "backprop"
+                                    or (rule.name == "phsic" and rule.mode == "static")):
+        raise sc.error(("evaluate", "layers"), "per-layer readouts score engine runs only",
+                       "remove evaluate.layers, or use rule hsic (or phsic, mode: engine)")
     if sc.spec.checkpoint.every and sc.spec.rule.name == "backprop":
         raise sc.error(("checkpoint", "every"), "the backprop baseline does not checkpoint",
                        "remove checkpoint, or use rule hsic or phsic")

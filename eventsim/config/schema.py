@@ -154,4 +154,7 @@ def validate(model: type[BaseModel], doc: YamlDoc, data=None, base: tuple = ()):
             expected = [e for part in expected for e in part.split(", ")]
             hint = did_you_mean(err.get("input"), [e.strip("'") for e in expected])
             message = f"invalid value {err.get('input')!r}"
+        elif err["type"] == "list_type":
+            message = f"expected a list, got {err.get('input')!r}"
+            hint = "write a YAML list, e.g. [a, b]"
         raise doc.error(path, message, hint) from None
