@@ -274,6 +274,31 @@ def test_objectives_logged_every_nth_sample_are_those_samples_and_leave_learning
         np.testing.assert_array_equal(sparse.weights[name], w, err_msg=name)
 
 
+def test_objectives_are_logged_every_nth_training_sample_across_evaluations():
+    """Evaluation samples do not count: after a periodic evaluation (22 samples here) the
+    sparse log still holds every 4th training sample (it shifted before)."""
+    from eventsim.runner import Runner
+
+    def log(every):
+        runner = Runner(parse_scenario(ENGINE_EVAL, overrides={
+            "evaluate.objective_every": every, "evaluate.every": 1}))
+        entries, flush = [], runner._flush_objectives
+
+        def spy(phase, epoch):
+            entries.extend((layer, metric, v.tolist())
+                           for _, layer, metric, v in runner.sim.objective_log)
+            flush(phase, epoch)
+        runner._flush_objectives = spy
+        runner.run()
+        return entries
+
+    full, sparse = log(1), log(4)
+    per_sample = 4  # two layers x {objective_dl, objective_pl}
+    samples = [full[i:i + per_sample] for i in range(0, len(full), per_sample)]
+    assert len(samples) == 3 * 12  # 3 epochs of 12 training samples
+    assert sparse == [e for i, s in enumerate(samples) if (i + 1) % 4 == 0 for e in s]
+
+
 def test_validated_scenario_is_mnist_hsic_with_its_two_stated_kernel_changes():
     """``mnist_hsic_validated.yaml`` is ``mnist_hsic.yaml`` plus exactly the σ_z and γ
     changes its header (and the README's rows) state."""

@@ -287,6 +287,8 @@ class Simulator:
         self.feed = None
         self.sample_start = 0
         self.samples_presented = 0
+        self.samples_remembered = 0
+        """Samples the working memories took in (evaluation samples are not)."""
         self.labels = self.backend.zeros((self.trials, self.label_dim))
         self.current_labels = np.zeros(self.trials, dtype=np.int64)
         self.probes: list[Probe] = []
@@ -469,6 +471,7 @@ class Simulator:
             pop.set(self.feed.signal(pop.signal))
         if not self.memories_run:
             return
+        self.samples_remembered += 1
         for samples, _ in self.sample_memories.values():
             samples.push(x, y_vec)
         for layer, mem in self.memories.items():
@@ -501,7 +504,7 @@ class Simulator:
         if self.modulator == "analytic" and self._sends(name, tick, phase):
             self.channels[name].send(tick, self._xi(name, tick))
         if (phase == self.sample_ticks - 1
-                and self.samples_presented % self.objective_every == 0):
+                and self.samples_remembered % self.objective_every == 0):
             for metric, value in self.xi_sources[name].objectives(phase).items():
                 self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
 

@@ -48,6 +48,7 @@ def simulator_state(sim: Simulator) -> dict:
         "phase": sim.phase,
         "sample_start": sim.sample_start,
         "samples_presented": sim.samples_presented,
+        "samples_remembered": sim.samples_remembered,
         "labels": sim.labels,
         "current_labels": sim.current_labels,
         "reservoir_drives_layers": sim.reservoir_drives_layers,
@@ -75,6 +76,8 @@ def restore_simulator(sim: Simulator, state: dict) -> None:
     sim.phase = state["phase"]
     sim.sample_start = int(state["sample_start"])
     sim.samples_presented = int(state["samples_presented"])
+    # checkpoints before the counter existed: the objective log's phase may shift once
+    sim.samples_remembered = int(state.get("samples_remembered", state["samples_presented"]))
     sim.labels[...] = xp.asarray(state["labels"])
     sim.current_labels = np.asarray(state["current_labels"])
     sim.reservoir_drives_layers = bool(state["reservoir_drives_layers"])
