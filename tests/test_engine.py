@@ -125,6 +125,24 @@ def test_same_seed_is_bit_identical(modulator):
     assert not np.array_equal(np.array(fresh.sim.populations["h1"].W), s1["h1.W"])
 
 
+@pytest.mark.parametrize("modulator", ["analytic", "reservoir"])
+def test_a_scenario_on_the_numba_backend_matches_numpy_to_rounding(modulator):
+    """The whole runner (presenter, channels, evaluation; reservoirs and readout learning
+    in reservoir mode) on compiled kernels, against the array code."""
+    pytest.importorskip("numba")
+    want = Runner(parse_scenario(_scenario_text(3, 2, modulator=modulator)))
+    got = Runner(parse_scenario(_scenario_text(3, 2, modulator=modulator),
+                                overrides={"backend": "numba"}))
+    assert got.backend.name == "numba"
+    want.run(), got.run()
+    a, b = _state(want), _state(got)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-3, atol=1e-5, err_msg=key)
+    fresh = Runner(parse_scenario(_scenario_text(3, 2, modulator=modulator)))
+    assert not np.allclose(np.array(fresh.sim.populations["h1"].W), a["h1.W"], atol=1e-3)
+
+
 def test_different_seed_differs():
     r1, res1 = _run(3, 1)
     r2, res2 = _run(4, 1)
