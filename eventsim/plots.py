@@ -204,21 +204,24 @@ def plot_objectives(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
 def plot_accuracy(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> Path:
     """Accuracy over epochs with a min-max band across trials (DL Fig. 7): ``accuracy.png``.
 
-    Uses ``accuracy/test`` and ``accuracy/train``. Rows without an epoch (a
-    single evaluation after training) are drawn as a "final" point with a
-    min-max bar one step right of the last epoch.
+    Uses ``accuracy/test`` and ``accuracy/train`` (the last layer), and the test
+    accuracy of every layer scored by ``evaluate.layers`` (``accuracy/test/<layer>``).
+    Rows without an epoch (a single evaluation after training) are drawn as a
+    "final" point with a min-max bar one step right of the last epoch.
     """
     present = {r["metric"] for r in rows}
     metrics = [m for m in ("accuracy/test", "accuracy/train") if m in present]
     if not metrics:
         raise ValueError("no accuracy/test or accuracy/train metrics to plot")
+    metrics += sorted(m for m in present if m.startswith("accuracy/test/"))
     epochs = [r["epoch"] for r in rows if r["metric"] in metrics and r["epoch"] is not None]
     final_x = (max(epochs) + 1) if epochs else 0
     single = len(set(epochs)) == 1  # one evaluation: dodge the bars, keep integer ticks
     fig = _figure(6.5, 3.8)
     ax = fig.subplots()
     for i, metric in enumerate(metrics):
-        split = metric.split("/")[1]
+        _, split, *layer = metric.split("/")
+        split = f"{split}, layer {layer[0]}" if layer else split
         mrows = [r for r in rows if r["metric"] == metric]
         n = _trial_count(mrows)
         by_epoch = [r for r in mrows if r["epoch"] is not None]

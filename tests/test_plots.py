@@ -138,6 +138,26 @@ def test_plot_run_skips_missing_data(tmp_path):
     assert [p.name for p in plots.plot_run(run.path)] == ["accuracy.png"]
 
 
+def test_accuracy_plot_draws_each_scored_layer(tmp_path, monkeypatch):
+    seen = {}
+    original = plots._save
+
+    def spy(fig, out_dir, name):
+        seen["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        seen["lines"] = {line.get_label(): line.get_ydata() for line in fig.axes[0].lines}
+        return original(fig, out_dir, name)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    rows = [dict(phase="train", epoch=e, tick=e, trial=t, metric=m, value=v + 0.01 * e)
+            for e in (1, 2) for t in (0, 1)
+            for m, v in (("accuracy/test", 0.5), ("accuracy/train", 0.6),
+                         ("accuracy/test/h1", 0.9), ("accuracy/train/h1", 0.95))]
+    plots.plot_accuracy(rows, tmp_path)
+    assert seen["labels"] == ["test (mean of 2 trials)", "train (mean of 2 trials)",
+                              "test, layer h1 (mean of 2 trials)"]
+    np.testing.assert_allclose(seen["lines"]["test, layer h1 (mean of 2 trials)"], [0.91, 0.92])
+
+
 def test_readout_without_phases_uses_recording_windows(synthetic_run, tmp_path):
     traces = _traces(np.random.default_rng(1))[0]
     path = plots.plot_readout(traces["mem_h1.readout"], traces["mem_h1.xi_true"], tmp_path,
