@@ -463,12 +463,12 @@ class Runner:
             self._metric(phase, f"accuracy/train{suffix}", acc["train"], epoch)
             self._metric(phase, f"accuracy/test{suffix}", acc["test"], epoch)
         self._report(f"evaluation after epoch {epoch}")
-        feats = feats[self.out_layer]
-        self.result.summary["code_words"] = _code_words(feats["test"], self.ds)
-        n_test = feats["test"].shape[1]
+        test_feats = feats[self.out_layer]["test"]
+        self.result.summary["code_words"] = _code_words(test_feats, self.ds)
+        n_test = test_feats.shape[1]
         test_ticks = sim.tick - (n_test - np.arange(n_test)) * sim.sample_ticks
         self.result.traces[f"{self.out_layer}.code"] = (test_ticks,
-                                                        feats["test"].swapaxes(0, 1))
+                                                        test_feats.swapaxes(0, 1))
         self.result.traces[f"{self.out_layer}.label"] = (test_ticks,
                                                          np.asarray(self.ds.y_test).T)
         return accuracy[self.out_layer]
