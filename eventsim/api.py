@@ -18,7 +18,17 @@ from . import checkpoint
 from .config.scenario import Scenario, load_scenario
 from .errors import CheckpointError, DivergenceError, EventsimError, Interrupted
 from .progress import Progress
-from .rundir import CONFIG_FILE, META_FILE, RunDir, environment_facts, load_meta, metrics_frame
+from .rundir import (
+    CONFIG_FILE,
+    META_FILE,
+    RunDir,
+    added_keys,
+    config_hash,
+    environment_facts,
+    load_config,
+    load_meta,
+    metrics_frame,
+)
 from .runner import Runner, RunResult, run_scenario
 from .units import format_ms
 
@@ -76,7 +86,11 @@ def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
     """Continue a stopped or killed run from the checkpoint in ``run_dir``.
 
     The run goes on in the same directory, configured by its ``config.resolved.yaml``
-    and, unless ``backend`` says otherwise, on the backend it was saved from.
+    and, unless ``backend`` says otherwise, on the backend it was saved from. A
+    file that no longer matches the checkpoint (it was edited) is refused. Fields
+    that this version of eventsim added since the run started take their
+    defaults; they are written into the file and named in the ``resumed`` entry
+    of ``meta.json`` (``added_fields``).
     """
     path = Path(run_dir)
     if not path.is_dir():
@@ -87,12 +101,19 @@ def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
         if meta.get("status") == "finished":
             raise CheckpointError(f"{path}: the run has finished; there is nothing to resume")
         state = checkpoint.load(path / checkpoint.CHECKPOINT_FILE)
+        written = load_config(path)
+        if state["config_hash"] != config_hash(written):
+            raise CheckpointError(f"{path / CONFIG_FILE}: not the configuration the checkpoint "
+                                  "was saved for (hint: was it edited? start a new run instead)")
         scenario = load_scenario(path / CONFIG_FILE)
+        added = added_keys(written, scenario.resolved())
+        if added:
+            rundir.write_config(scenario.resolved())
         facts = environment_facts()
         resumed = [*(meta.get("resumed") or []),
                    {"time": _now(), "tick": state["simulator"]["tick"],
                     "git_commit": facts["git_commit"], "git_dirty": facts["git_dirty"],
-                    "eventsim_version": facts["eventsim_version"]}]
+                    "eventsim_version": facts["eventsim_version"], "added_fields": added}]
         rundir.write_meta(status="running", error=None, end_time=None, resumed=resumed)
         return _drive(scenario, rundir, backend=backend or state["backend"], quiet=quiet,
                       plots=plots, state=state)

@@ -159,10 +159,12 @@ def capture(runner) -> dict:
 
 
 def restore(runner, state: dict) -> None:
-    """Load ``state`` (from :func:`capture`) into a fresh runner of the same scenario."""
-    if state["config_hash"] != rundir.config_hash(runner.sc.resolved()):
-        raise CheckpointError("the checkpoint was saved for another configuration "
-                              f"(hint: was {rundir.CONFIG_FILE} edited?)")
+    """Load ``state`` (from :func:`capture`) into a fresh runner of the same scenario.
+
+    The caller checks that the scenario is the one the state was saved for
+    (:func:`eventsim.api.resume` compares ``state["config_hash"]`` with the run's
+    ``config.resolved.yaml``).
+    """
     restore_simulator(runner.sim, state["simulator"])
     saved = state["runner"]
     runner.position = dataclasses.replace(runner.position, **saved["position"])

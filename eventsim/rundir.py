@@ -297,6 +297,18 @@ def config_hash(resolved_config: Mapping) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:8]
 
 
+def added_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    """Dotted names of the keys of ``new`` (at any depth) that ``old`` lacks."""
+    added = []
+    for key, value in new.items():
+        name = f"{prefix}{key}"
+        if key not in old:
+            added.append(name)
+        elif isinstance(value, Mapping) and isinstance(old[key], Mapping):
+            added += added_keys(old[key], value, f"{name}.")
+    return added
+
+
 def slugify(name: str) -> str:
     """Lower-case ``name`` with every run of non-alphanumerics turned into one ``-``."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,11 +22,14 @@ from eventsim.cli import main
 from eventsim.config.scenario import load_scenario, parse_scenario
 from eventsim.errors import CheckpointError, ConfigError, DivergenceError, Interrupted
 from eventsim.rundir import (
+    CONFIG_FILE,
     ENVIRONMENT_FIELDS,
     META_FIELDS,
     RunDir,
+    config_hash,
     environment_facts,
     load_channels,
+    load_config,
     load_meta,
     load_traces,
     load_weights,
@@ -440,12 +444,38 @@ def test_unreadable_checkpoint_is_one_line(tmp_path, content):
     assert "\n" not in str(info.value) and str(info.value).startswith(str(path))
 
 
-def test_edited_config_is_refused(tmp_path, reference):
+def _stopped_copy(ref: Path, dest: Path) -> Path:
+    """A copy of the finished run ``ref`` that looks stopped at its last checkpoint."""
+    shutil.copytree(ref, dest)
+    RunDir(dest).write_meta(status="interrupted", end_time=None)
+    return dest
+
+
+def test_an_edited_config_is_refused_on_resume(tmp_path, reference):
     _, ref = reference
-    sc = load_scenario(ref / "config.resolved.yaml", {"rule.gamma": 3})
-    state = checkpoint.load(ref / checkpoint.CHECKPOINT_FILE)
-    with pytest.raises(CheckpointError, match="another configuration"):
-        checkpoint.restore(Runner(sc), state)
+    out = _stopped_copy(ref, tmp_path / "edited")
+    config = out / CONFIG_FILE
+    config.write_text(config.read_text().replace("gamma: 2", "gamma: 3"))
+    with pytest.raises(CheckpointError, match="was it edited") as info:
+        eventsim.resume(out, plots=False)
+    assert str(info.value).startswith(str(config)) and "\n" not in str(info.value)
+
+
+def test_a_run_started_before_a_field_existed_resumes_with_its_default(tmp_path, reference):
+    """A field this version added since the run started (here ``evaluate.layers``)
+    takes its default, goes into config.resolved.yaml and is named in meta.json."""
+    _, ref = reference
+    out = _stopped_copy(ref, tmp_path / "older")
+    older = load_config(out)
+    assert older["evaluate"].pop("layers") == []
+    RunDir(out).write_config(older)
+    state = checkpoint.load(out / checkpoint.CHECKPOINT_FILE)
+    checkpoint.save(out / checkpoint.CHECKPOINT_FILE, {**state, "config_hash": config_hash(older)})
+
+    eventsim.resume(out, plots=False)
+    _assert_same_run(ref, out)
+    assert load_config(out) == load_config(ref)
+    assert load_meta(out)["resumed"][-1]["added_fields"] == ["evaluate.layers"]
 
 
 # ============================================================ configuration, CLI

@@ -28,6 +28,7 @@ from eventsim.rundir import (
     ENVIRONMENT_FIELDS,
     META_FIELDS,
     RunDir,
+    added_keys,
     atomic_open,
     atomic_write,
     config_hash,
@@ -463,3 +464,10 @@ def test_traces_reject_bad_shapes_and_keep_old_file(tmp_path):
         run.write_traces({}, not_runs, dt_ms=1.0)
     assert (run.path / "traces.h5").read_bytes() == before
     assert not _temp_files(run.path, "traces.h5")
+
+
+def test_added_keys_names_new_keys_at_any_depth():
+    old = {"a": 1, "b": {"c": 2}, "d": [1]}
+    new = {"a": 1, "b": {"c": 2, "e": {"f": 3}}, "d": [1, 2], "g": None}
+    assert added_keys(old, new) == ["b.e", "g"]
+    assert added_keys(new, new) == []
