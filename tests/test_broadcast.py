@@ -15,7 +15,6 @@ from _shared import drive_channel
 from eventsim.backend import get_backend
 from eventsim.config.network import parse_network
 from eventsim.config.scenario import parse_scenario
-from eventsim.engine.channels import Channel
 from eventsim.engine.simulator import LayerRule, Simulator
 from eventsim.errors import ConfigError
 from eventsim.records import expand_channel
@@ -268,26 +267,3 @@ def test_network_summary_shows_the_broadcast_fields():
     net = parse_network(NET.replace("{extra}", ", broadcast: sample, phase: 5 ms"))
     summary = net.summary()
     assert "broadcast=sample" in summary and "phase=5 ms" in summary
-
-
-def test_a_channel_without_delay_jitter_or_loss_hands_messages_over_as_it_sends():
-    scheduled = []
-    ch = Channel("a->b", delay=0, jitter=0, jitter_dist="uniform", loss=0.0, period=1,
-                 seeds=[0, 1], schedule=lambda delay, cb: scheduled.append(delay))
-    got = []
-
-    class Sink:
-        def on_send(self, tick, deliveries):
-            got.append(("on_send", tick, deliveries))
-
-        def deliver(self, message, mask=None, sent=None):
-            got.append(("deliver", sent, mask, float(message[1, 0])))
-
-    ch.receiver = Sink()
-    ch.send(7, np.full((2, 1), 3.0))
-    assert got == [("on_send", 7, 1), ("deliver", 7, None, 3.0)]
-    assert scheduled == [] and ch.in_flight == {}
-    assert ch.record()["sent_runs"].tolist() == [[7, 0, 1]]
-    ch.delay = 1  # with a delay it goes through the DELIVER stage as before
-    ch.send(8, np.full((2, 1), 4.0))
-    assert scheduled == [1] and list(ch.in_flight) == [9] and len(got) == 3

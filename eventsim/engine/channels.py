@@ -15,10 +15,7 @@ A message sent at tick ``t`` reaches trial ``k`` at ``t + delay + j_k``, where
 uniform in [−jitter, +jitter]; ``normal``: a rounded N(0, jitter²)); arrival is
 never before the send tick. With probability ``loss`` the message is dropped
 for that trial. Deliveries run in the DELIVER stage of their tick and tell the
-receiver the tick the message was sent in; a channel without delay, jitter or
-loss hands each message to the receiver as it is sent, in the same tick (the
-receiver only reads its inbox in the PLASTICITY stage, so the result is the
-same, without the scheduling). Every send and delivery tick is
+receiver the tick the message was sent in. Every send and delivery tick is
 recorded, compactly: send ticks as arithmetic runs ``(first, step, count)`` (a
 channel that sends every tick of a long run keeps one run per training
 stretch), and delivery ticks only where jitter or loss make them differ from
@@ -111,9 +108,6 @@ class Channel:
         if not self.random:  # every trial gets it after exactly ``delay`` ticks
             when = tick + self.delay
             self.receiver.on_send(tick, 1)
-            if not self.delay:  # due now: straight to the receiver (see the module doc)
-                self.receiver.deliver(message, None, tick)
-                return
             if when not in self.in_flight:
                 self.in_flight[when] = []
                 self.schedule(self.delay, self._deliver_due)

@@ -9,9 +9,7 @@ network's topological order):
 2. ``POPULATION``  populations step in topological order; a layer stores its
    output in its working memory; a modulator source (the analytic ξ or a
    reservoir readout) sends on its channel
-3. ``DELIVER``     channels deliver the messages due this tick (a channel without
-   delay, jitter or loss hands its message over as it sends, in stage 2: nothing
-   reads it before stage 4)
+3. ``DELIVER``     channels deliver the messages due this tick
 4. ``PLASTICITY``  layers apply delivered modulators; reservoir readouts learn
 5. ``PROBE``       probes and sample-window recorders read the state
 
