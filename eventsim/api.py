@@ -106,9 +106,10 @@ def resume(run_dir, *, backend: str | None = None, quiet: bool = True,
             raise CheckpointError(f"{path / CONFIG_FILE}: not the configuration the checkpoint "
                                   "was saved for (hint: was it edited? start a new run instead)")
         scenario = load_scenario(path / CONFIG_FILE)
-        added = added_keys(written, scenario.resolved())
+        resolved = scenario.resolved()
+        added = added_keys(written, resolved)
         if added:
-            rundir.write_config(scenario.resolved())
+            rundir.write_config(resolved)
         facts = environment_facts()
         resumed = [*(meta.get("resumed") or []),
                    {"time": _now(), "tick": state["simulator"]["tick"],
