@@ -393,6 +393,32 @@ def test_batch_training_decreases_objective(kernel, grouping):
     assert (net.predict(x) == y).mean() > 0.9
 
 
+@pytest.mark.parametrize(("n", "sizes"), [(90, [32, 32, 26]), (65, [32, 32]), (64, [32, 32])])
+def test_an_epoch_keeps_the_last_partial_batch_as_pl_do(monkeypatch, n, sizes):
+    """PL's loader keeps the remainder batch (``drop_last=False``); a lone sample is dropped.
+
+    Every kept batch is a distinct slice of the epoch's permutation, so each
+    sample of the kept batches is seen exactly once.
+    """
+    x, y = _blobs(0)
+    x, y = x[:n], y[:n]
+    x[:, 0] = np.arange(n)  # tag each sample to see which ones each batch holds
+    seen = []
+
+    def spy(W, r_pre, y_code, spec):
+        if W.shape[-1] == x.shape[1]:  # the first layer sees the raw samples
+            seen.append(np.asarray(r_pre[0, :, 0]).astype(int))
+        return batch_rule(W, r_pre, y_code, spec)
+
+    batch_rule = ph.batch_rule
+    monkeypatch.setattr(ph, "batch_rule", spy)
+    net = ph.PHSICNet([8, 12, 12], seeds=[1], n_classes=3, sigma=1.0, activation="tanh")
+    net.train_epoch(x, y, lr=0.1, momentum=0.9, batch_size=32, rng=RandomStreams([1], "s"))
+    assert [len(b) for b in seen] == sizes
+    ids = np.concatenate(seen)
+    assert len(set(ids.tolist())) == len(ids) == sum(sizes)
+
+
 def test_online_training_decreases_objective():
     x, y = _blobs(1)
     net = ph.PHSICNet([8, 12], seeds=[3, 4], n_classes=3, sigma=1.0, activation="tanh",

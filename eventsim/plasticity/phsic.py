@@ -511,8 +511,10 @@ class PHSICNet:
         """One pass over ``(x, y)`` in a per-trial random order drawn from ``rng``.
 
         ``x`` is ``(N, D)`` (shared by all trials) or ``(K, N, D)``; ``y`` is
-        ``(N,)`` or ``(K, N)`` integer labels. ``rule="batch"``: ``N // batch_size``
-        minibatches (the last partial one is dropped), ``batch_size ≥ 2``.
+        ``(N,)`` or ``(K, N)`` integer labels. ``rule="batch"``: minibatches of
+        ``batch_size ≥ 2`` and a last, smaller one with the remainder, as PL's
+        data loader makes them (``drop_last=False``); a lone remainder sample is
+        dropped, since the batch rule needs two.
         ``rule="online"``: ``batch_size`` must be 1; each step presents one new
         sample and the two-point rule pairs it with the previous one (also across
         epochs). Every layer and the readout see the outputs computed before
@@ -550,6 +552,8 @@ class PHSICNet:
         n = x.shape[-2]
         order = xp.asarray(rng.permutation(n))
         n_steps = n // batch_size
+        if not online and n % batch_size >= 2:
+            n_steps += 1
         if n_steps == 0:
             raise ValueError(f"{n} samples cannot fill one batch of {batch_size}")
         obj_sum = xp.zeros((self.trials, len(self.weights)), dtype=be.dtype)
