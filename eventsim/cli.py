@@ -154,6 +154,14 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from .runreport import describe_run  # noqa: PLC0415
+
+    for line in describe_run(args.run_dir, prefix=args.metric):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventsim",
@@ -210,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="regenerate the plots of a run directory from its files")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("show", help="a run directory's status, run time and scores, also "
+                                    "while it runs or after it stopped")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--metric", default="accuracy/", metavar="PREFIX",
+                   help="show the metrics whose names start with PREFIX (default accuracy/; "
+                        "e.g. objective_dl/out)")
+    p.set_defaults(func=cmd_show)
     return parser
 
 

@@ -319,7 +319,8 @@ def _run_path(run_dir: str | os.PathLike, filename: str) -> Path:
     path = Path(run_dir) / filename
     if not path.is_file():
         raise EventsimError(
-            f"{path}: no such file (hint: is {Path(run_dir)} a run directory of a finished run?)"
+            f"{path}: no such file (hint: is {Path(run_dir)} a run directory, and has its "
+            "run written this file yet?)"
         )
     return path
 

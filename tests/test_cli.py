@@ -16,7 +16,7 @@ from eventsim import __version__
 from eventsim.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["info", "validate", "run", "plot"]
+SUBCOMMANDS = ["info", "validate", "run", "plot", "show"]
 
 
 def _scenario(tmp_path, *, trials=1, extra="") -> Path:
@@ -261,3 +261,52 @@ def test_set_values_are_read_as_scenario_files_are(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("eventsim: error: --set 'phases=[{name: a': the value is not valid YAML")
+
+
+# ===================================================================== show
+def test_show_prints_status_and_every_evaluation_as_mean_and_per_trial(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    scenario = _scenario(tmp_path, trials=2, extra="evaluate: {every: 1}\n")
+    assert main(["run", str(scenario), "--out", str(out_dir), "--no-plots", "--quiet"]) == 0
+    capsys.readouterr()
+    with (out_dir / "metrics.csv").open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["metric"] == "accuracy/test"]
+    by_epoch = {}
+    for r in rows:
+        by_epoch.setdefault((r["phase"], r["epoch"]), []).append(float(r["value"]))
+    assert list(by_epoch) == [("train", "1"), ("final", "2")]
+
+    assert main(["show", str(out_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{out_dir}: tiny cli run, 2 trial(s) (seeds 2, 3), numpy float32"
+    assert lines[1] == "status: finished"
+    assert lines[2].startswith("run time: ") and lines[2].endswith(" for 280 ticks")
+    start = lines.index("accuracy/test: mean over trials [per trial]")
+    for line, ((phase, epoch), values) in zip(lines[start + 1:start + 3], by_epoch.items(),
+                                             strict=True):
+        assert line.split() == [phase, "epoch", epoch, f"{sum(values) / 2:.4f}",
+                                f"[{values[0]:.4f},", f"{values[1]:.4f}]"]
+
+    assert main(["show", str(out_dir), "--metric", "objective_dl/out"]) == 0
+    shown = capsys.readouterr().out
+    assert "objective_dl/out: mean over trials" in shown and "accuracy/" not in shown
+
+
+def test_show_says_how_to_resume_a_run_that_did_not_finish(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert main(["run", str(_scenario(tmp_path)), "--out", str(out_dir), "--no-plots",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
+    meta.update(status="running", checkpoint={"tick": 40, "phase": "train", "epoch": 1})
+    (out_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert main(["show", str(out_dir)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "status: running, or stopped without a clean exit; last checkpoint after epoch 1 of "
+        f"phase 'train' (tick 40): eventsim run --resume {out_dir}")
+
+
+def test_show_on_a_directory_that_is_not_a_run_exits_2_with_one_line(tmp_path):
+    r = _cli("show", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "meta.json: no such file" in r.stderr
