@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from _shared import REPO
 
+from eventsim.config.network import load_network
 from eventsim.config.scenario import load_scenario
 from eventsim.data import mnist as mn
 from eventsim.data.dataset import DATASETS
@@ -499,3 +500,26 @@ def test_dl_mnist_settings_learn_digit_codes_without_saturating(slice_dir, monke
     saturated = _dl_mnist_run(slice_dir, monkeypatch, **{"rule.lr.eta": 5e-2})
     assert np.abs(saturated.traces["out.code"][1]).mean() > 0.95
     assert saturated.summary["test_accuracy"].mean() < 0.4
+
+
+def test_the_glorot_network_is_the_dl_network_with_the_authors_initial_weights():
+    """networks/mnist_dl_glorot.yaml differs from mnist_dl.yaml only in each feed-forward
+    projection's init: uniform in ±sqrt(6 / (fan_in + fan_out)) (Flux's glorot_uniform)."""
+    base = load_network(REPO / "networks" / "mnist_dl.yaml")
+    glorot = load_network(REPO / "networks" / "mnist_dl_glorot.yaml")
+    assert dict(base.graph.nodes(data="size")) == dict(glorot.graph.nodes(data="size"))
+    assert set(base.graph.edges) == set(glorot.graph.edges)
+    for pop in ("h1", "h2", "h3", "out"):
+        assert base.graph.nodes[pop]["spec"] == glorot.graph.nodes[pop]["spec"]
+    feed_forward = 0
+    for pre, post, data in glorot.graph.edges(data=True):
+        spec, default = data["spec"], base.graph.edges[pre, post]["spec"]
+        if data["kind"] == "modulatory":
+            assert spec == default
+            continue
+        feed_forward += 1
+        fan_in, fan_out = glorot.graph.nodes[pre]["size"], glorot.graph.nodes[post]["size"]
+        assert spec.init.dist == "uniform"
+        assert spec.init.scale == pytest.approx(np.sqrt(6 / (fan_in + fan_out)), rel=1e-5)
+        assert spec.model_copy(update={"init": default.init}) == default
+    assert feed_forward == 4
