@@ -31,9 +31,9 @@ def _seconds(s: float) -> str:
 
 def _header(run_dir, meta: dict) -> list[str]:
     seeds = meta.get("seeds") or []
+    array = " ".join(str(meta[k]) for k in ("backend", "dtype") if meta.get(k))
     lines = [f"{run_dir}: {meta.get('scenario', '?')}, {len(seeds)} trial(s) (seeds "
-             f"{', '.join(map(str, seeds))}), {meta.get('backend', '?')} "
-             f"{meta.get('dtype', '')}".rstrip()]
+             f"{', '.join(map(str, seeds))})" + (f", {array}" if array else "")]
     status = meta.get("status", "?")
     text = STATUS_TEXT.get(status, status)
     point = meta.get("checkpoint")

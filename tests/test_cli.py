@@ -298,10 +298,14 @@ def test_show_says_how_to_resume_a_run_that_did_not_finish(tmp_path, capsys):
                  "--quiet"]) == 0
     capsys.readouterr()
     meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
-    meta.update(status="running", checkpoint={"tick": 40, "phase": "train", "epoch": 1})
+    # as a run's meta.json reads before its backend is known
+    meta.update(status="running", checkpoint={"tick": 40, "phase": "train", "epoch": 1},
+                backend=None, dtype=None)
     (out_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     assert main(["show", str(out_dir)]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == (
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{out_dir}: tiny cli run, 1 trial(s) (seeds 2)"
+    assert lines[1] == (
         "status: running, or stopped without a clean exit; last checkpoint after epoch 1 of "
         f"phase 'train' (tick 40): eventsim run --resume {out_dir}")
 
