@@ -14,13 +14,9 @@ import numpy as np
 
 from .rundir import METRICS_FILE, load_meta, load_metrics
 
-STATUS_TEXT = {
-    "finished": "finished",
-    "running": "running, or stopped without a clean exit",
-    "interrupted": "interrupted",
-    "diverged": "diverged",
-    "failed": "failed",
-}
+STATUS_TEXT = {"running": "running, or stopped without a clean exit"}
+"""How a ``meta.json`` status reads where its own word would mislead (a killed run
+still says ``running``); every other status is printed as it is."""
 
 
 def _seconds(s: float) -> str:
@@ -38,9 +34,10 @@ def _header(run_dir, meta: dict) -> list[str]:
     text = STATUS_TEXT.get(status, status)
     point = meta.get("checkpoint")
     if status != "finished" and point:
-        where = f"epoch {point['epoch']}" if point.get("epoch") is not None else "tick"
-        text += (f"; last checkpoint after {where} of phase {point['phase']!r} "
-                 f"(tick {point['tick']:,}): eventsim run --resume {run_dir}")
+        where = (f"after epoch {point['epoch']} of phase {point['phase']!r} (tick "
+                 f"{point['tick']:,})" if point.get("epoch") is not None
+                 else f"at tick {point['tick']:,} of phase {point['phase']!r}")
+        text += f"; last checkpoint {where}: eventsim run --resume {run_dir}"
     elif status != "finished":
         text += "; no checkpoint (checkpoint.every makes one)"
     lines.append(f"status: {text}")
@@ -67,7 +64,7 @@ def describe_run(run_dir: str | os.PathLike, prefix: str = "accuracy/") -> list[
     trial, in the order the run wrote them."""
     meta = load_meta(run_dir)
     lines = _header(run_dir, meta)
-    if not (os.path.isfile(os.path.join(run_dir, METRICS_FILE))):
+    if not os.path.isfile(os.path.join(run_dir, METRICS_FILE)):
         return [*lines, "no metrics yet"]
     values: dict[str, dict[tuple, dict[int, float]]] = defaultdict(dict)
     for row in load_metrics(run_dir):
