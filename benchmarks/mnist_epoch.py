@@ -16,9 +16,10 @@ What it measures
     (75 epochs + an evaluation every 5 epochs + the final one).
 
     **Engine vs math.** The hot numerical calls (Layer.step, Reservoir.step,
-    ThreeFactorSynapses.step, the analytic ξ, ReadoutLearning.step, the
-    working-memory writes) are wrapped in timers; "math" is the time inside
-    them, "engine" the rest (SimPy scheduling, channels, the per-tick glue).
+    ThreeFactorSynapses.step and apply_instant, the analytic ξ, ReadoutLearning.step,
+    the working-memory writes, a layer's slice of a sample) are wrapped in timers;
+    "math" is the time inside them (the outermost timer only), "engine" the rest
+    (SimPy scheduling, channels, the per-tick and per-sample glue).
 
     **Before/after.** ``--ref REV`` also times the ``eventsim`` package of git
     revision REV with its own scenario and network files (extracted with
@@ -67,19 +68,28 @@ from eventsim.plasticity.traces import ThreeFactorSynapses
 from eventsim.plasticity.readout import ReadoutLearning
 from eventsim.plasticity.memory import WorkingMemory
 
-spent = [0.0]
+spent, depth = [0.0], [0]
 def timed(cls, name):
     fn = getattr(cls, name)
-    def wrapper(*a, **k):
+    def wrapper(*a, **k):  # only the outermost timed call counts (no double counting)
+        depth[0] += 1
         t0 = time.perf_counter()
         try:
             return fn(*a, **k)
         finally:
-            spent[0] += time.perf_counter() - t0
+            depth[0] -= 1
+            if not depth[0]:
+                spent[0] += time.perf_counter() - t0
     setattr(cls, name, wrapper)
-for cls, names in ((Layer, ["step"]), (Reservoir, ["step"]), (ThreeFactorSynapses, ["step"]),
-                   (S.AnalyticXi, ["__call__", "new_sample", "objectives"]),
-                   (ReadoutLearning, ["step"]), (WorkingMemory, ["write_z", "new_sample"])):
+timers = [(Layer, ["step"]), (Reservoir, ["step"]), (ThreeFactorSynapses, ["step"]),
+          (S.AnalyticXi, ["__call__", "new_sample", "objectives"]),
+          (ReadoutLearning, ["step"]), (WorkingMemory, ["write_z", "new_sample"])]
+try:  # the immediate path and the sliced kernels (revisions before them lack these)
+    from eventsim.engine.slicing import LayerSlice
+    timers += [(LayerSlice, ["run"]), (ThreeFactorSynapses, ["apply_instant"])]
+except ImportError:
+    pass
+for cls, names in timers:
     for name in names:
         timed(cls, name)
 

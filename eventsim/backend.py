@@ -194,16 +194,33 @@ class UniformNoise:
         self._buf = None
         self._pos = self.block
 
+    def _refill(self) -> None:
+        """Draw the next block (each trial's stream continues where it stopped)."""
+        a = self.amplitude
+        host = self.streams.uniform((self.block, *self.shape), -a, a, dtype=self.backend.dtype)
+        self._buf = self.backend.asarray(np.ascontiguousarray(np.swapaxes(host, 0, 1)))
+        self._pos = 0
+
     def next(self):
         """The noise for one tick, shape (trials, *shape), on the backend device."""
         if self._pos >= self.block:
-            a = self.amplitude
-            host = self.streams.uniform((self.block, *self.shape), -a, a, dtype=self.backend.dtype)
-            self._buf = self.backend.asarray(np.ascontiguousarray(np.swapaxes(host, 0, 1)))
-            self._pos = 0
+            self._refill()
         out = self._buf[self._pos]
         self._pos += 1
         return out
+
+    def take(self, count: int):
+        """The noise of the next ``count`` ticks, (count, trials, *shape): the arrays
+        ``count`` calls of :meth:`next` return, stacked (a view when inside one block)."""
+        parts = []
+        while count > 0:
+            if self._pos >= self.block:
+                self._refill()
+            n = min(count, self.block - self._pos)
+            parts.append(self._buf[self._pos:self._pos + n])
+            self._pos += n
+            count -= n
+        return parts[0] if len(parts) == 1 else self.backend.xp.concatenate(parts)
 
     def get_state(self) -> dict:
         """The current block, the position in it and the generators' states."""

@@ -17,14 +17,19 @@ calls by one compiled loop each:
 * :func:`factored_add`, :func:`factored_drive`, :func:`factored_commit` — the same
   update for a wide first layer kept as rank-1 factors over a sample, the drive
   ``W x`` from them, and their once-per-sample write into ``W`` and ``v``
-  (:mod:`eventsim.plasticity.factored`).
+  (:mod:`eventsim.plasticity.factored`);
+* :func:`slice_layer`, :func:`slice_factored` — the same kernels in the per-tick
+  order over the remaining ticks of a sample, one call per layer
+  (:mod:`eventsim.engine.slicing`).
 
 Each kernel loops over the trials outside and treats every trial alike, so a
 trial's numbers do not depend on how many trials are batched. The elementwise
 kernels use NumPy's operation order and give its float32 results bit for bit;
 the sums (``ξ``, ``W z_pre``) may be reassociated so that they vectorise, and
 ``exp``/``tanh`` come from the compiler's math library, so runs agree with the
-``numpy`` backend to rounding, not bit for bit. The numba backend is
+``numpy`` backend to rounding, not bit for bit. How a reassociated sum is grouped
+may also depend on where the compiler inlines it, so the sliced kernels round
+like each other, not like the per-tick calls of the same kernels. The numba backend is
 deterministic on one machine; bit-identical results across machines are the
 ``numpy`` backend's promise.
 """
@@ -69,13 +74,13 @@ def xi(coef, z_mem, sigma_z: float, scale: float):
     trials, _, n = z_mem.shape
     dtype = z_mem.dtype
     out = np.empty((trials, n), dtype)
-    c1, c2 = _xi_constants(sigma_z, scale, dtype.type)
+    c1, c2 = xi_constants(sigma_z, scale, dtype.type)
     _xi_kernel(coef.astype(dtype, copy=False), z_mem, c1, c2, out)
     return out
 
 
 @functools.lru_cache(maxsize=64)
-def _xi_constants(sigma_z: float, scale: float, dtype):
+def xi_constants(sigma_z: float, scale: float, dtype):
     """``1/(2σ_z²)`` and ``−2 scale/σ_z²`` in the state dtype (a few distinct values per run)."""
     return dtype(0.5 / (sigma_z * sigma_z)), dtype(-2.0 / (sigma_z * sigma_z) * scale)
 
@@ -174,3 +179,53 @@ def factored_commit(weights, velocity, w, b, x, c, decay,
                     wij += v * c
                     velocity[k, i, j] = v * decay + b[k, i] * x[k, j]
                 weights[k, i, j] = wij
+
+
+@numba.njit(cache=True)
+def _keep(z, trace, zmem, p):  # pragma: no cover - compiled
+    """``trace[p] = z`` and ``zmem[p, :, 0] = z`` (the sample's trace and the working memory)."""
+    trials, n = z.shape
+    for k in range(trials):
+        for i in range(n):
+            trace[p, k, i] = z[k, i]
+            zmem[p, k, 0, i] = z[k, i]
+
+
+@numba.njit(cache=True)
+def slice_layer(w, velocity, use_velocity, pre_trace, pre_held, u, z, drive, noise, leak,
+                trace, zmem, coef, c1, c2, xi_buf, neg_etas, momentum, p0,
+                p1):  # pragma: no cover - compiled
+    """Phases ``p0 … p1−1`` of a sample for a layer that updates ``W`` every tick: per tick,
+    :func:`layer_step` (DL Eq. 6) on the presynaptic ``pre_trace[p]`` (``pre_trace[0]`` when
+    ``pre_held``), the output into the trace and the working memory, ξ (DL Eq. 8 / ξ*,
+    :func:`_xi_kernel`) and :func:`instant_update`: the kernels of the per-tick path, in its
+    order (:mod:`eventsim.engine.slicing`)."""
+    for p in range(p0, p1):
+        x = pre_trace[0 if pre_held else p]
+        layer_step(w, x, u, z, drive, leak, noise[p - p0], False)
+        _keep(z, trace, zmem, p)
+        _xi_kernel(coef, zmem[p], c1, c2, xi_buf)
+        instant_update(w, velocity, xi_buf, z, x, neg_etas[p - p0], momentum, use_velocity,
+                       True)
+
+
+@numba.njit(cache=True)
+def slice_factored(w_stored, x, u, z, drive, noise, leak, trace, zmem, coef, c1, c2, xi_buf,
+                   neg_etas, xx, w, b, wx, vx, has_velocity, pending, c, decay, momentum,
+                   p0, p1):  # pragma: no cover - compiled
+    """:func:`slice_layer` for a factored first layer (:mod:`eventsim.plasticity.factored`):
+    per tick the drive from the factors (:func:`factored_drive`, with ``C_d v_0 x`` once an
+    update is pending), the step, the output kept, ξ and :func:`factored_add`, with
+    ``μ^d`` and ``C_d`` counted in float64 as the array code does. Returns ``(c, decay)``."""
+    mu = wx.dtype.type(momentum)
+    for p in range(p0, p1):
+        factored_drive(drive, xx, w, wx, vx, wx.dtype.type(c), pending and has_velocity)
+        layer_step(w_stored, x, u, z, drive, leak, noise[p - p0], True)
+        _keep(z, trace, zmem, p)
+        _xi_kernel(coef, zmem[p], c1, c2, xi_buf)
+        factored_add(w, b, xi_buf, z, neg_etas[p - p0], mu, has_velocity)
+        if has_velocity:
+            decay *= momentum
+            c += decay
+        pending = True
+    return c, decay

@@ -108,7 +108,8 @@ class WideFeed:
                 self.backend.asarray(self.y[:, s, None].astype(float)), self.y[:, s])
 
 
-def wide_sim(factored, *, momentum=0.9, extra="", trace=0.0, seeds=(0, 1), backend=F64):
+def wide_sim(factored, *, momentum=0.9, extra="", trace=0.0, seeds=(0, 1), backend=F64,
+             immediate=True, slicing=True):
     """A learning :class:`Simulator` of :data:`NET_WIDE_FIRST_LAYER` (DL Eq. 8 on both layers)."""
     window = trace if isinstance(trace, str) else None
     rule = LayerRule(gamma=4.0, memory=4, sigma_x=2.0, sigma_y=0.5, sigma_z=3.0,
@@ -116,7 +117,8 @@ def wide_sim(factored, *, momentum=0.9, extra="", trace=0.0, seeds=(0, 1), backe
     sim = Simulator(parse_network(NET_WIDE_FIRST_LAYER.replace("{extra}", extra)),
                     seeds=list(seeds), backend=backend, dt_ms=1.0,
                     sample_ticks=WIDE_SAMPLE_TICKS, rules={"h": rule, "o": rule},
-                    factored_updates=factored)
+                    factored_updates=factored, immediate_modulation=immediate,
+                    slicing=slicing)
     sim.set_feed(WideFeed(seeds, backend))
     sim.set_learning(layers=True, readouts=False, layer_decay_ms=40.0)
     sim.set_eta(0.05)

@@ -269,6 +269,15 @@ def test_uniform_noise_matches_an_explicit_stream_and_ignores_block_size():
             np.testing.assert_array_equal(got[:, k], ref)
 
 
+def test_taking_several_ticks_of_noise_equals_as_many_single_ticks():
+    """``take`` (slices of a sample's ticks) inside one block, across one and across two."""
+    ticked = np.array([n.copy() for n in _iter(_noise([5, 6], block=4), 19)])
+    n = _noise([5, 6], block=4)
+    parts = [n.take(3), n.next()[None], n.take(2), n.take(9), n.take(4)]
+    assert [p.shape[0] for p in parts] == [3, 1, 2, 9, 4]
+    np.testing.assert_array_equal(np.concatenate(parts), ticked)
+
+
 def test_uniform_noise_range_dtype_and_moments():
     a = 0.05
     n = _noise([1, 2, 3], (50,), a, 64)

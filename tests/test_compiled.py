@@ -130,6 +130,123 @@ def test_a_simulation_on_numba_matches_numpy_to_rounding(reference, backend, rto
     assert np.abs(np.array(want.populations["h"].W) - w0).max() > 1e-3
 
 
+def _records(sim):
+    return {name: ch.record()["sent_runs"] for name, ch in sim.channels.items()}
+
+
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "per_tick"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_immediate_modulation_equals_the_general_path_bit_for_bit(factored, momentum):
+    """A zero-delay ξ applied in POPULATION (eventsim.engine.immediate) against the same ξ sent
+    through the channel, delivered and applied in PLASTICITY: weights, velocities, states and
+    the channels' send records agree exactly, through learning switched off and on."""
+    fused = wide_sim(factored, momentum=momentum, backend=N32, slicing=False)
+    general = wide_sim(factored, momentum=momentum, backend=N32, immediate=False)
+    assert set(fused.immediate) == {"h", "o"} and not general.immediate
+    for tick, learning in ((9, True), (20, False), (49, True)):  # ends mid-sample
+        for sim in (fused, general):
+            sim.set_learning(layers=learning, readouts=False, layer_decay_ms=40.0)
+            sim.run(tick)
+        for key, value in _states(general).items():
+            np.testing.assert_array_equal(_states(fused)[key], value, err_msg=f"{key} at {tick}")
+        for name, syn in general.synapses.items():
+            if momentum:
+                np.testing.assert_array_equal(fused.synapses[name].velocity, syn.velocity)
+        for name, runs in _records(general).items():
+            np.testing.assert_array_equal(_records(fused)[name], runs)
+    assert np.abs(np.array(fused.populations["o"].W)
+                  - np.array(wide_sim(factored, backend=N32).populations["o"].W)).max() > 1e-3
+
+
+SCHEDULE = ((9, True), (20, False), (26, True), (27, True), (61, True))
+"""Run ends (mid-sample) and whether the layers learn up to each."""
+
+
+def _run_schedule(sim, stops):
+    """Run through :data:`SCHEDULE`, also stopping at every tick in ``stops``; the state
+    (and what the run logged) at each of the schedule's ends."""
+    sim.window("o").enabled = True
+    sim.objective_every = 2
+    out, start = [], 0
+    for end, learning in SCHEDULE:
+        sim.set_learning(layers=learning, readouts=False, layer_decay_ms=40.0)
+        for tick in [t for t in stops if start < t < end] + [end]:
+            sim.run(tick)
+        start = end
+        seen = _states(sim)
+        for name, syn in sim.synapses.items():
+            if syn.velocity is not None:
+                seen[f"{name}.v"] = np.array(syn.velocity)
+            if syn.factored is not None:
+                seen.update({f"{name}.factored.{k}": np.array(v)
+                             for k, v in syn.factored.get_state().items()})
+        out.append(seen)
+    logged = {"window": sim.windows["o"].take(), "records": _records(sim),
+              "objectives": sim.objective_log}
+    return out, logged
+
+
+@pytest.mark.parametrize("backend", [N32, N64], ids=["float32", "float64"])
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "per_tick"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_sliced_run_does_not_depend_on_where_its_slices_end(factored, momentum, backend):
+    """Layers stepped through the rest of a sample in one call each (eventsim.engine.slicing):
+    a run in five calls against the same run stopped at every tick (every slice one tick long)
+    and one stopped every 4 ticks, out of step with the 6-tick samples: states, weights,
+    velocities, pending factors, window means, logged objectives and send records agree bit
+    for bit, through learning switched off (the per-tick path) and on again."""
+    runs = {}
+    for stops in ((), range(62), range(0, 62, 4)):
+        sim = wide_sim(factored, momentum=momentum, backend=backend)
+        slices = []
+        sliced = sim.slicer.run
+        sim.slicer.run = lambda *a, slices=slices, sliced=sliced: (slices.append(a), sliced(*a))
+        runs[len(stops)] = (*_run_schedule(sim, stops), slices)
+    (want, logged, slices), *others = runs.values()
+    # the memories fill with the 4th sample (tick 18), learning is off from 9 to 20, and a
+    # slice ends at the end of its sample or of its run
+    assert slices[:4] == [(20, 2, 4), (24, 0, 2), (26, 2, 1), (27, 3, 3)] and len(slices) == 10
+    assert len(runs[62][2]) == 61 - 20 - 0
+    for got, got_logged, _ in others:
+        for at, (a, b) in enumerate(zip(got, want, strict=True)):
+            for key, value in b.items():
+                np.testing.assert_array_equal(a[key], value, err_msg=f"{key} at stop {at}")
+        np.testing.assert_array_equal(got_logged["window"], logged["window"])
+        for name, runs_ in logged["records"].items():
+            np.testing.assert_array_equal(got_logged["records"][name], runs_)
+        assert len(got_logged["objectives"]) == len(logged["objectives"]) > 4
+        for a, b in zip(got_logged["objectives"], logged["objectives"], strict=True):
+            assert a[:3] == b[:3]
+            np.testing.assert_array_equal(a[3], b[3])
+
+
+@pytest.mark.parametrize(("backend", "rtol"), [(N32, 2e-5), (N64, 1e-12)],
+                         ids=["float32", "float64"])
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "per_tick"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_slicing_matches_the_per_tick_path_to_rounding(factored, momentum, backend, rtol):
+    """The same schedule with ``slicing=False``: the numbers to rounding (the compiler may group
+    an inlined reassociated sum differently), the logged ticks and send records exactly."""
+    want, logged = _run_schedule(
+        wide_sim(factored, momentum=momentum, backend=backend, slicing=False), ())
+    got, got_logged = _run_schedule(wide_sim(factored, momentum=momentum, backend=backend), ())
+    for at, (a, b) in enumerate(zip(got, want, strict=True)):
+        for key, value in b.items():
+            np.testing.assert_allclose(a[key], value, rtol=rtol, atol=rtol * 1e-2,
+                                       err_msg=f"{key} at stop {at}")
+    np.testing.assert_allclose(got_logged["window"], logged["window"], rtol=rtol, atol=rtol)
+    for name, runs_ in logged["records"].items():
+        np.testing.assert_array_equal(got_logged["records"][name], runs_)
+    assert [a[:3] for a in got_logged["objectives"]] == [b[:3] for b in logged["objectives"]]
+
+
+@pytest.mark.parametrize("extra", [", delay: 1 ms", ", loss: 0.2", ", jitter: 1 ms"])
+def test_a_delayed_or_random_channel_keeps_the_general_path(extra):
+    sim = wide_sim(True, extra=extra, backend=N32)
+    assert set(sim.immediate) == {"o"}  # the edit is on h's channel
+    assert not wide_sim(True, backend=F32).immediate  # numpy: no compiled kernels
+
+
 def test_numba_runs_are_deterministic_and_a_trial_does_not_depend_on_the_batch():
     batched = wide_sim(True, seeds=(0, 1, 2), backend=N32)
     again = wide_sim(True, seeds=(0, 1, 2), backend=N32)

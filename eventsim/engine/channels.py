@@ -70,6 +70,11 @@ class Channel:
         return (tick - self.phase) % self.period < self.burst
 
     @property
+    def every_tick(self) -> bool:
+        """Whether the channel sends at every tick (:meth:`due` is always true)."""
+        return self.broadcast == "tick" and self.period == 1
+
+    @property
     def random(self) -> bool:
         return self.jitter > 0 or self.loss > 0
 
@@ -90,7 +95,9 @@ class Channel:
                 out[k] = -1
         return out
 
-    def _record_send(self, tick: int) -> None:
+    def record_send(self, tick: int) -> None:
+        """Add ``tick`` to the send record (:meth:`send` does; so does the engine's
+        immediate path, :mod:`eventsim.engine.immediate`, which delivers itself)."""
         runs = self.sent_runs
         if runs:
             first, step, count = runs[-1]
@@ -104,7 +111,7 @@ class Channel:
 
     def send(self, tick: int, message) -> None:
         """Send ``message`` (K, n) at ``tick``; schedules its deliveries."""
-        self._record_send(tick)
+        self.record_send(tick)
         if not self.random:  # every trial gets it after exactly ``delay`` ticks
             when = tick + self.delay
             self.receiver.on_send(tick, 1)

@@ -14,7 +14,11 @@ network's topological order):
 5. ``PROBE``       probes and sample-window recorders read the state
 
 Stages 2–5 share one process because they run every tick: one SimPy event per
-tick instead of four (the order is the same).
+tick instead of four (the order is the same). On the ``numba`` backend a layer
+whose analytic ξ travels with no delay, jitter or loss applies it right after
+it steps, in stage 2 (:mod:`eventsim.engine.immediate`; the same numbers), and
+when every layer does and nothing watches single ticks, each layer runs the rest
+of the sample in one call (:mod:`eventsim.engine.slicing`).
 
 ``Simulator.run(until)`` processes every tick before ``until``. The scenario
 runner (``eventsim.runner``) switches phases between calls to ``run``.
@@ -22,7 +26,6 @@ runner (``eventsim.runner``) switches phases between calls to ``run``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +47,9 @@ from ..populations.input import InputPopulation
 from ..populations.layer import Layer
 from ..populations.reservoir import Reservoir
 from .channels import Channel
+from .immediate import ImmediateModulation
+from .immediate import applies as immediate_applies
+from .slicing import slicer_for
 from .tracking import ReadoutTracker
 
 PRESENT, TICK = 10_000, 20_000
@@ -231,8 +237,9 @@ class WindowMean:
         self.means: list[np.ndarray] = []
         self.enabled = False
 
-    def record(self, phase: int) -> None:
-        self.acc += self.pop.z
+    def record(self, phase: int, z) -> None:
+        """Add the population's output ``z`` at ``phase`` of the sample."""
+        self.acc += z
         if phase == self.sample_ticks - 1:
             if self.enabled:
                 self.means.append(self.backend.to_host(self.acc) / self.sample_ticks)
@@ -264,6 +271,13 @@ class Simulator:
         factored_updates: let a large layer that reads the network input keep each
             sample's updates as rank-1 factors when its eligibility is ``e = β``
             (exact algebra, different rounding); False updates every ``W`` every tick.
+        immediate_modulation: apply a zero-delay analytic ξ in the tick that computes it,
+            skipping the channel queue and the synapse stage, where
+            :mod:`eventsim.engine.immediate` allows (the same numbers bit for bit);
+            False sends every ξ through the general path.
+        slicing: step the layers through the rest of a sample in one compiled call each
+            where :mod:`eventsim.engine.slicing` allows (the same numbers to rounding);
+            False steps every tick.
     """
 
     def __init__(self, network: Network, *, seeds, backend: Backend | None = None,
@@ -271,9 +285,11 @@ class Simulator:
                  rules: dict[str, LayerRule] | None = None, modulator: str = "analytic",
                  readout: ReadoutRule | None = None,
                  channel_overrides: dict[str, dict] | None = None,
-                 factored_updates: bool = True) -> None:
+                 factored_updates: bool = True, immediate_modulation: bool = True,
+                 slicing: bool = True) -> None:
         self.network = network
         self.factored_updates = factored_updates
+        self.immediate_modulation = immediate_modulation
         self.seeds = [int(s) for s in seeds]
         self.trials = len(self.seeds)
         self.backend = backend or get_backend()
@@ -301,6 +317,8 @@ class Simulator:
         self.xi_sources: dict[str, AnalyticXi] = {}
         self.synapses: dict[str, ThreeFactorSynapses] = {}
         self.channels: dict[str, Channel] = {}
+        self.immediate: dict[str, ImmediateModulation] = {}
+        """Layers whose ξ takes the immediate path (:mod:`eventsim.engine.immediate`)."""
         self.readouts: dict[str, ReadoutLearning] = {}
         self.trackers: dict[str, ReadoutTracker] = {}
         self.clamped: dict[str, ClampedLayer] = {}
@@ -308,6 +326,10 @@ class Simulator:
         self._taps: dict[str, list[str]] = {}
         self._xi_cache: dict[str, tuple[int, object]] = {}
         self._build(readout or ReadoutRule(), channel_overrides or {})
+        self.slicer = slicer_for(self) if slicing else None
+        """Steps the layers through the rest of a sample at once where it applies."""
+        self._until = 0
+        """The end of the current :meth:`run` (a slice stops there)."""
         self._start_processes()
 
     # ----------------------------------------------------------------- build
@@ -391,6 +413,10 @@ class Simulator:
             channel.receiver = self.synapses[layer]
             channel.source = source
             self.channels[layer] = channel
+            if self.immediate_modulation and immediate_applies(
+                    channel, self.synapses[layer], self.rules[layer], be, self.modulator):
+                self.immediate[layer] = ImmediateModulation(self.xi_sources[layer], channel,
+                                                            self.synapses[layer])
 
     def _factored(self, layer: Layer, rule: LayerRule) -> bool:
         """Whether ``layer`` keeps its updates factored (see ``factored_updates``)."""
@@ -445,10 +471,34 @@ class Simulator:
             elif pop.kind == "reservoir":
                 stages.append(lambda t, n=name: self._step_reservoir(n, t))
         stages.append(self._deliver)
-        stages += [syn.step for syn in self.synapses.values()]
+        stages += [syn.step for name, syn in self.synapses.items()
+                   if name not in self.immediate]  # those apply ξ in POPULATION
         stages += [lambda t, r=res: self._learn_readout(r, t) for res in self.readouts]
         stages.append(self._probe)
-        self._every(_in_order(stages), 1, TICK)
+        self.env.process(self._ticks_process(_in_order(stages)))
+
+    def _ticks_process(self, stages):
+        """Every tick runs ``stages``, unless a slice runs several ticks at once
+        (:mod:`eventsim.engine.slicing`); it then wakes at the tick after the slice."""
+        env = self.env
+        yield _At(env, 0, TICK)
+        while True:
+            count = self._slice(env.now)
+            if not count:
+                stages(env.now)
+                count = 1
+            yield _At(env, count, TICK)
+
+    def _slice(self, tick: int) -> int:
+        """Run the slice that starts at ``tick`` (to the end of the sample or of the run);
+        returns its length in ticks, 0 if this tick takes the per-tick path."""
+        slicer = self.slicer
+        if slicer is None or not slicer.ready():
+            return 0
+        phase = self.phase_of(tick)
+        count = min(self.sample_ticks - phase, self._until - tick)
+        slicer.run(tick, phase, count)
+        return count
 
     def phase_of(self, tick: int) -> int:
         """Tick index within the current sample."""
@@ -502,11 +552,19 @@ class Simulator:
         phase = self.phase_of(tick)
         mem.write_z(phase, pop.z)
         if self.modulator == "analytic" and self._sends(name, tick, phase):
-            self.channels[name].send(tick, self._xi(name, tick))
+            immediate = self.immediate.get(name)
+            if immediate is None:
+                self.channels[name].send(tick, self._xi(name, tick))
+            else:
+                immediate(tick, phase)
         if (phase == self.sample_ticks - 1
                 and self.samples_remembered % self.objective_every == 0):
-            for metric, value in self.xi_sources[name].objectives(phase).items():
-                self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
+            self.log_objectives(name, tick, phase)
+
+    def log_objectives(self, name: str, tick: int, phase: int) -> None:
+        """Log ``name``'s objectives over its memory at ``phase`` (the sample's last)."""
+        for metric, value in self.xi_sources[name].objectives(phase).items():
+            self.objective_log.append((tick, name, metric, self.backend.to_host(value)))
 
     def _step_reservoir(self, name: str, tick: int) -> None:
         if not self.memories_run:
@@ -527,7 +585,7 @@ class Simulator:
     def _probe(self, tick: int) -> None:
         phase = self.phase_of(tick)
         for window in self.windows.values():
-            window.record(phase)
+            window.record(phase, window.pop.z)
         for probe in self.probes:
             if tick % probe.every == 0:
                 probe.record(tick)
@@ -539,7 +597,7 @@ class Simulator:
         xp = self.backend.xp
         for name, pop in self.populations.items():
             for var, arr in pop.state().items():
-                if not math.isfinite(float(xp.sum(arr))):
+                if not bool(xp.isfinite(arr).all()):
                     raise DivergenceError(
                         f"diverged: {name}.{var} is not finite at tick {tick} "
                         f"(t = {units.format_ms(tick * self.dt_ms)}) in phase {self.phase!r} "
@@ -566,6 +624,7 @@ class Simulator:
         every state at each sample boundary and stops the run with its location.
         """
         if until > self.env.now:
+            self._until = until
             with np.errstate(over="ignore", invalid="ignore"):
                 self.env.run(until=until)
 

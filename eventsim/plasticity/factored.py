@@ -106,13 +106,25 @@ class FactoredUpdates:
             self.vx_fresh = True
         return self.vx
 
-    def drive(self, out) -> None:
-        """``W x`` with the pending updates, into ``out`` (K, n)."""
-        xp, x = self.xp, self.layer.pre.z
+    def _input_drive(self) -> None:
+        """``W_0 x`` and ``x·x``, computed once per sample."""
         if not self.fresh:
+            xp, x = self.xp, self.layer.pre.z
             xp.matmul(self.layer.W, x[..., None], out=self.wx[..., None])
             xp.sum(x * x, axis=-1, keepdims=True, out=self.xx)
             self.fresh = True
+
+    def prepare_input(self):
+        """``W_0 x``, ``x·x`` and ``v_0 x`` (without momentum ``W_0 x`` stands in for it) for
+        a compiled caller that drives and updates the layer itself
+        (:func:`eventsim.compiled.slice_factored`)."""
+        self._input_drive()
+        return self.wx if self.vx is None else self._velocity_drive()
+
+    def drive(self, out) -> None:
+        """``W x`` with the pending updates, into ``out`` (K, n)."""
+        xp = self.xp
+        self._input_drive()
         if self.kernels is not None:
             use_v = self.pending and self.vx is not None
             self.kernels.factored_drive(out, self.xx, self.w, self.wx,

@@ -139,7 +139,12 @@ def xi_from_coefficients(coef, z_mem, sigma_z: float, contract=None):
     n_mem = z_mem.shape[-2]
     if n_mem < 2:
         return _zeros_xi(z_mem)
-    return (contract or _contract_alpha)(coef, z_mem, sigma_z, 1.0 / (n_mem - 1) ** 2)
+    return (contract or _contract_alpha)(coef, z_mem, sigma_z, xi_scale(n_mem))
+
+
+def xi_scale(n_mem: int) -> float:
+    """The ``1/(N−1)²`` of DL Eq. 8 for a memory of ``n_mem ≥ 2`` filled entries."""
+    return 1.0 / (n_mem - 1) ** 2
 
 
 def xi(x_mem, y_mem, z_mem, *, gamma: float, sigma_x: float, sigma_y: float,

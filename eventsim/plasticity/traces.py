@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backend import array_module
 from .factored import FactoredUpdates
 from .hsic import beta as local_beta
@@ -125,6 +127,16 @@ class ThreeFactorSynapses:
             return self.eta_base / (1.0 + (tick - self.t_on) / self.decay_ticks)
         return self.eta_base
 
+    def neg_etas(self, t0: int, count: int):
+        """``−η(t)`` of :meth:`eta` for ticks ``t0 … t0+count−1`` in the state dtype (K-free,
+        on the host): the same float64 arithmetic, element by element."""
+        ticks = np.arange(t0, t0 + count, dtype=np.float64)
+        eta = np.full(count, self.eta_base)
+        if self.decay_ticks > 0:
+            later = ticks > self.t_on
+            eta[later] = self.eta_base / (1.0 + (ticks[later] - self.t_on) / self.decay_ticks)
+        return (-eta).astype(self.dtype)
+
     def _post(self):
         z = self.layer.z
         return 1.0 - z * z
@@ -147,8 +159,8 @@ class ThreeFactorSynapses:
             self.e += dw
         if not self.pending:
             return None
-        if self.factored is not None and self.kernels is not None and self.enabled:
-            self.factored.add_delivered(self.inbox, self.layer.z, -self.eta(tick))
+        if self.instant_compiled:
+            self.apply_instant(self.inbox, tick)
             self.pending = False
             return None
         if self.factored is not None:  # e = β, kept as (−η m ⊙ (1 − z²)) xᵀ
@@ -160,14 +172,6 @@ class ThreeFactorSynapses:
                 a *= self.dtype.type(-self.eta(tick))
                 self.factored.add(a)
             return None
-        if self.kernels is not None:  # e = β, one compiled loop (bit for bit as below)
-            v = self.velocity
-            self.kernels.instant_update(  # without momentum W stands in for v, unused
-                self.layer.W, self.layer.W if v is None else v, self.inbox, self.layer.z,
-                self.layer.pre.z, self.dtype.type(-self.eta(tick)),
-                self.dtype.type(self.momentum), v is not None, self.enabled)
-            self.pending = False
-            return None
         if self.e is None:  # e = β = (1 − z²) zpreᵀ, factored
             xp.multiply((self._post() * self.inbox)[:, :, None], self.layer.pre.z[:, None, :],
                         out=dw)
@@ -176,6 +180,29 @@ class ThreeFactorSynapses:
         self.inbox[...] = 0.0
         self.pending = False
         return dw
+
+    @property
+    def instant_compiled(self) -> bool:
+        """Whether :meth:`apply_instant` applies (``e = β`` with the compiled kernels)."""
+        return self.kernels is not None
+
+    def apply_instant(self, message, tick: int) -> None:
+        """DL Eq. 8 with ``e = β`` of this tick for the modulator ``message`` (K, n), in one
+        compiled loop (bit for bit as the array code): ``ΔW = −η (m ⊙ (1 − z²)) zpreᵀ``
+        through momentum, or into the pending factors of a factored layer. Nothing is
+        applied while learning is off. ``message`` is consumed (zeroed)."""
+        neg_eta = self.dtype.type(-self.eta(tick))
+        if self.factored is not None:
+            if self.enabled:
+                self.factored.add_delivered(message, self.layer.z, neg_eta)
+            else:
+                message[...] = 0.0
+            return
+        v = self.velocity
+        self.kernels.instant_update(  # without momentum W stands in for v, unused
+            self.layer.W, self.layer.W if v is None else v, message, self.layer.z,
+            self.layer.pre.z, neg_eta, self.dtype.type(self.momentum), v is not None,
+            self.enabled)
 
     def _step_window(self, tick: int):
         tagged = tick in self.expected
