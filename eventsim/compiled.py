@@ -182,46 +182,51 @@ def factored_commit(weights, velocity, w, b, x, c, decay,
 
 
 @numba.njit(cache=True)
-def _keep(z, trace, zmem, p):  # pragma: no cover - compiled
-    """``trace[p] = z`` and ``zmem[p, :, 0] = z`` (the sample's trace and the working memory)."""
+def _keep(z, trace, zmem, p, learn):  # pragma: no cover - compiled
+    """``trace[p] = z`` and, when ``learn``, ``zmem[p, :, 0] = z`` (the working memory)."""
     trials, n = z.shape
     for k in range(trials):
         for i in range(n):
             trace[p, k, i] = z[k, i]
-            zmem[p, k, 0, i] = z[k, i]
+            if learn:
+                zmem[p, k, 0, i] = z[k, i]
 
 
 @numba.njit(cache=True)
 def slice_layer(w, velocity, use_velocity, pre_trace, pre_held, u, z, drive, noise, leak,
-                trace, zmem, coef, c1, c2, xi_buf, neg_etas, momentum, p0,
+                trace, zmem, coef, c1, c2, xi_buf, neg_etas, momentum, learn, p0,
                 p1):  # pragma: no cover - compiled
     """Phases ``p0 … p1−1`` of a sample for a layer that updates ``W`` every tick: per tick,
     :func:`layer_step` (DL Eq. 6) on the presynaptic ``pre_trace[p]`` (``pre_trace[0]`` when
-    ``pre_held``), the output into the trace and the working memory, ξ (DL Eq. 8 / ξ*,
-    :func:`_xi_kernel`) and :func:`instant_update`: the kernels of the per-tick path, in its
-    order (:mod:`eventsim.engine.slicing`)."""
+    ``pre_held``) and the output into the trace; when ``learn``, also into the working
+    memory, then ξ (DL Eq. 8 / ξ*, :func:`_xi_kernel`) and :func:`instant_update`: the
+    kernels of the per-tick path, in its order (:mod:`eventsim.engine.slicing`)."""
     for p in range(p0, p1):
         x = pre_trace[0 if pre_held else p]
         layer_step(w, x, u, z, drive, leak, noise[p - p0], False)
-        _keep(z, trace, zmem, p)
-        _xi_kernel(coef, zmem[p], c1, c2, xi_buf)
-        instant_update(w, velocity, xi_buf, z, x, neg_etas[p - p0], momentum, use_velocity,
-                       True)
+        _keep(z, trace, zmem, p, learn)
+        if learn:
+            _xi_kernel(coef, zmem[p], c1, c2, xi_buf)
+            instant_update(w, velocity, xi_buf, z, x, neg_etas[p - p0], momentum,
+                           use_velocity, True)
 
 
 @numba.njit(cache=True)
 def slice_factored(w_stored, x, u, z, drive, noise, leak, trace, zmem, coef, c1, c2, xi_buf,
                    neg_etas, xx, w, b, wx, vx, has_velocity, pending, c, decay, momentum,
-                   p0, p1):  # pragma: no cover - compiled
+                   learn, p0, p1):  # pragma: no cover - compiled
     """:func:`slice_layer` for a factored first layer (:mod:`eventsim.plasticity.factored`):
     per tick the drive from the factors (:func:`factored_drive`, with ``C_d v_0 x`` once an
-    update is pending), the step, the output kept, ξ and :func:`factored_add`, with
-    ``μ^d`` and ``C_d`` counted in float64 as the array code does. Returns ``(c, decay)``."""
+    update is pending), the step and the output kept; when ``learn``, ξ and
+    :func:`factored_add`, with ``μ^d`` and ``C_d`` counted in float64 as the array code
+    does. Returns ``(c, decay)``."""
     mu = wx.dtype.type(momentum)
     for p in range(p0, p1):
         factored_drive(drive, xx, w, wx, vx, wx.dtype.type(c), pending and has_velocity)
         layer_step(w_stored, x, u, z, drive, leak, noise[p - p0], True)
-        _keep(z, trace, zmem, p)
+        _keep(z, trace, zmem, p, learn)
+        if not learn:
+            continue
         _xi_kernel(coef, zmem[p], c1, c2, xi_buf)
         factored_add(w, b, xi_buf, z, neg_etas[p - p0], mu, has_velocity)
         if has_velocity:

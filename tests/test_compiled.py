@@ -158,8 +158,10 @@ def test_immediate_modulation_equals_the_general_path_bit_for_bit(factored, mome
                   - np.array(wide_sim(factored, backend=N32).populations["o"].W)).max() > 1e-3
 
 
-SCHEDULE = ((9, True), (20, False), (26, True), (27, True), (61, True))
-"""Run ends (mid-sample) and whether the layers learn up to each."""
+SCHEDULE = ((9, True, True), (20, False, True), (26, True, True), (27, True, True),
+            (41, False, False), (61, True, True))
+"""Run ends (mid-sample), whether the layers learn up to each and whether the working
+memories run (off: as in evaluation)."""
 
 
 def _run_schedule(sim, stops):
@@ -168,8 +170,9 @@ def _run_schedule(sim, stops):
     sim.window("o").enabled = True
     sim.objective_every = 2
     out, start = [], 0
-    for end, learning in SCHEDULE:
+    for end, learning, memories in SCHEDULE:
         sim.set_learning(layers=learning, readouts=False, layer_decay_ms=40.0)
+        sim.memories_run = memories
         for tick in [t for t in stops if start < t < end] + [end]:
             sim.run(tick)
         start = end
@@ -194,19 +197,23 @@ def test_a_sliced_run_does_not_depend_on_where_its_slices_end(factored, momentum
     a run in five calls against the same run stopped at every tick (every slice one tick long)
     and one stopped every 4 ticks, out of step with the 6-tick samples: states, weights,
     velocities, pending factors, window means, logged objectives and send records agree bit
-    for bit, through learning switched off (the per-tick path) and on again."""
+    for bit, through learning switched off (the per-tick path), the memories paused (slices
+    that only step) and both on again."""
     runs = {}
     for stops in ((), range(62), range(0, 62, 4)):
         sim = wide_sim(factored, momentum=momentum, backend=backend)
         slices = []
         sliced = sim.slicer.run
-        sim.slicer.run = lambda *a, slices=slices, sliced=sliced: (slices.append(a), sliced(*a))
+        sim.slicer.run = lambda *a, learn, slices=slices, sliced=sliced: (
+            slices.append((*a, learn)), sliced(*a, learn=learn))
         runs[len(stops)] = (*_run_schedule(sim, stops), slices)
     (want, logged, slices), *others = runs.values()
     # the memories fill with the 4th sample (tick 18), learning is off from 9 to 20, and a
-    # slice ends at the end of its sample or of its run
-    assert slices[:4] == [(20, 2, 4), (24, 0, 2), (26, 2, 1), (27, 3, 3)] and len(slices) == 10
-    assert len(runs[62][2]) == 61 - 20 - 0
+    # slice ends at the end of its sample or of its run; from 27 to 41 the memories pause
+    assert slices[:6] == [(20, 2, 4, True), (24, 0, 2, True), (26, 2, 1, True),
+                          (27, 3, 3, False), (30, 0, 6, False), (36, 0, 5, False)]
+    assert slices[6:8] == [(41, 5, 1, True), (42, 0, 6, True)] and len(slices) == 11
+    assert len(runs[62][2]) == 61 - 20
     for got, got_logged, _ in others:
         for at, (a, b) in enumerate(zip(got, want, strict=True)):
             for key, value in b.items():

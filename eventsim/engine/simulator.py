@@ -492,12 +492,12 @@ class Simulator:
     def _slice(self, tick: int) -> int:
         """Run the slice that starts at ``tick`` (to the end of the sample or of the run);
         returns its length in ticks, 0 if this tick takes the per-tick path."""
-        slicer = self.slicer
-        if slicer is None or not slicer.ready():
+        mode = None if self.slicer is None else self.slicer.mode()
+        if mode is None:
             return 0
         phase = self.phase_of(tick)
         count = min(self.sample_ticks - phase, self._until - tick)
-        slicer.run(tick, phase, count)
+        self.slicer.run(tick, phase, count, learn=mode == "learn")
         return count
 
     def phase_of(self, tick: int) -> int:

@@ -19,6 +19,9 @@ same order:
 * ξ of DL Eq. 8 (or ξ*) from the sample's coefficient row;
 * ``ΔW = −η(t) (ξ ⊙ (1 − z²)) z_preᵀ`` through momentum (DL Eq. 8, ``e = β``).
 
+While the memories are paused (evaluation) nothing learns, and the layers only
+take the first step.
+
 Afterwards the slice writes what the ticks would have left behind: the
 channels' send records, the sample-window means and the layer objectives logged
 at the last phase of a sample.
@@ -52,24 +55,31 @@ class LayerSlice:
         """The layer's output at every phase of the current sample (what the next layer reads)."""
         self.xi = backend.zeros((k, n))
         self.dtype = backend.dtype.type
+        self.idle = (backend.zeros((k, 1)), self.dtype(0.0), self.dtype(0.0),
+                     backend.zeros((1,)))
+        """Stand-ins for the coefficient row, the ξ constants and the rates when not learning."""
 
-    def run(self, t0: int, p0: int, p1: int, pre_trace, pre_held: bool) -> None:
-        """Phases ``p0 … p1−1`` (ticks from ``t0``); ``pre_trace[p]`` is the presynaptic
-        output at phase ``p`` (``pre_trace[0]`` for all when ``pre_held``)."""
-        layer, syn, dtype = self.layer, self.synapses, self.dtype
-        count = p1 - p0
-        noise = layer.noise.take(count)
-        coef = self.source.coef.astype(layer.z.dtype, copy=False)
+    def _learning(self, t0: int, count: int):
+        """The coefficient row, the ξ constants and ``−η(t)`` of a learning slice."""
+        coef = self.source.coef.astype(self.layer.z.dtype, copy=False)
         c1, c2 = compiled.xi_constants(self.source.rule.sigma_z, xi_scale(self.memory.count),
-                                       dtype)
-        neg_etas = syn.neg_etas(t0, count)
+                                       self.dtype)
+        return coef, c1, c2, self.synapses.neg_etas(t0, count)
+
+    def run(self, t0: int, p0: int, p1: int, pre_trace, pre_held: bool, learn: bool) -> None:
+        """Phases ``p0 … p1−1`` (ticks from ``t0``); ``pre_trace[p]`` is the presynaptic
+        output at phase ``p`` (``pre_trace[0]`` for all when ``pre_held``). Without
+        ``learn`` the layer only steps (the memories are paused)."""
+        layer, syn = self.layer, self.synapses
+        noise = layer.noise.take(p1 - p0)
+        coef, c1, c2, neg_etas = self._learning(t0, p1 - p0) if learn else self.idle
         f = syn.factored
         if f is None:
             v = syn.velocity
             compiled.slice_layer(layer.W, layer.W if v is None else v, v is not None,
                                  pre_trace, pre_held, layer.u, layer.z, layer.drive, noise,
                                  layer.leak, self.trace, self.memory.z, coef, c1, c2, self.xi,
-                                 neg_etas, dtype(syn.momentum), p0, p1)
+                                 neg_etas, self.dtype(syn.momentum), learn, p0, p1)
             return
         has_v = f.b is not None
         vx = f.prepare_input()
@@ -77,8 +87,8 @@ class LayerSlice:
             layer.W, layer.pre.z, layer.u, layer.z, layer.drive, noise, layer.leak,
             self.trace, self.memory.z, coef, c1, c2, self.xi, neg_etas, f.xx, f.w,
             f.b if has_v else f.w, f.wx, vx, has_v, f.pending, f.c, f.decay, f.momentum,
-            p0, p1)
-        f.pending = True
+            learn, p0, p1)
+        f.pending = f.pending or learn
 
 
 class SampleSlicer:
@@ -89,24 +99,32 @@ class SampleSlicer:
         self.layers = layers
         self.traces = {s.layer.name: s.trace for s in layers}
 
-    def ready(self) -> bool:
-        """Whether this tick may start a slice (learning on, memories full, nothing watched)."""
+    def mode(self) -> str | None:
+        """How this tick may start a slice: 'learn' (learning on, memories full), 'step'
+        (the memories paused, as in evaluation: nothing learns), or None (the per-tick
+        path: a probe, a message in flight, no feed, or partly on)."""
         sim = self.sim
-        return (sim.memories_run and sim.feed is not None and not sim.probes and not sim._due
-                and all(s.synapses.enabled and s.memory.count == s.memory.capacity
-                        for s in self.layers))
+        if sim.feed is None or sim.probes or sim._due:
+            return None
+        if not sim.memories_run:
+            return "step"
+        if all(s.synapses.enabled and s.memory.count == s.memory.capacity
+               for s in self.layers):
+            return "learn"
+        return None
 
-    def run(self, t0: int, p0: int, count: int) -> None:
+    def run(self, t0: int, p0: int, count: int, learn: bool) -> None:
         """Ticks ``t0 … t0+count−1``, phases ``p0 …`` of the current sample."""
         sim, p1 = self.sim, p0 + count
-        last = p1 == sim.sample_ticks and sim.samples_remembered % sim.objective_every == 0
+        last = (learn and p1 == sim.sample_ticks
+                and sim.samples_remembered % sim.objective_every == 0)
         for s in self.layers:
             pre = s.layer.pre
             held = pre.name not in self.traces
-            s.run(t0, p0, p1, pre.z[None] if held else self.traces[pre.name], held)
+            s.run(t0, p0, p1, pre.z[None] if held else self.traces[pre.name], held, learn)
             if last:
                 sim.log_objectives(s.layer.name, t0 + count - 1, p1 - 1)
-        for s in self.layers:
+        for s in self.layers if learn else ():
             for tick in range(t0, t0 + count):
                 s.channel.record_send(tick)
         for window in sim.windows.values():
