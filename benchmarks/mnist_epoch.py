@@ -30,10 +30,12 @@ What it measures
 
 Usage
     python benchmarks/mnist_epoch.py [--modes analytic,reservoir] [--ticks 2000]
-        [--trials 4] [--backends numpy,numba,cupy] [--ref REV] [--reps 2]
+        [--trials 4] [--backends numpy,numba,cupy] [--ref REV] [--reps 2] [--per-tick]
 
-    Every (tree, backend) pair is a variant; the rows "X vs Y" are training-tick
-    speedups over the first variant, measured in the same run.
+    Every (tree, backend) pair is a variant (``--per-tick`` adds this tree's numba
+    backend with slicing off); the rows "X vs Y" are the training- and evaluation-tick
+    speedups over the first variant, measured in the same run; each tick is the minimum
+    over the repetitions.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ EPOCHS, EVALUATIONS = 75, 15  # the protocol: 75 epochs, evaluated every 5 (the 
 CHILD = r"""
 import json, sys, time
 import numpy as np
-mode, path, backend = sys.argv[1], sys.argv[2], sys.argv[5]
+mode, path, backend, slicing = sys.argv[1], sys.argv[2], sys.argv[5], sys.argv[6]
 ticks, trials = int(sys.argv[3]), int(sys.argv[4])
 from eventsim.config.scenario import load_scenario
 from eventsim.runner import Runner
@@ -96,6 +98,8 @@ for cls, names in timers:
 sc = load_scenario(path, {"trials": trials, "backend": backend})
 runner = Runner(sc)
 sim = runner.sim
+if slicing == "off":
+    sim.slicer = None  # the per-tick path (eventsim.engine.slicing)
 be = runner.backend
 def sync():
     if be.name == "cupy":
@@ -138,13 +142,14 @@ def extract(ref: str, folder: Path) -> Path:
     return folder
 
 
-def child(package_root: Path, mode: str, ticks: int, trials: int, backend: str) -> dict:
+def child(package_root: Path, mode: str, ticks: int, trials: int, backend: str,
+          slicing: str) -> dict:
     # cwd = the package root: ``python -c`` puts the cwd first on sys.path
     env = {**os.environ, "PYTHONPATH": str(package_root), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     scenario = package_root / SCENARIOS[mode]
     proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(scenario), str(ticks),
-                           str(trials), backend], env=env, cwd=package_root,
+                           str(trials), backend, slicing], env=env, cwd=package_root,
                           capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{mode} run failed:\n{proc.stderr[-3000:]}")
@@ -182,7 +187,10 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="numpy",
                    help="comma-separated, of numpy, numba, cupy; each is timed, interleaved")
     p.add_argument("--ref", help="also time this git revision, interleaved")
-    p.add_argument("--reps", type=int, default=1, help="repetitions per variant (minimum kept)")
+    p.add_argument("--reps", type=int, default=1,
+                   help="repetitions per variant (the minimum of each tick kept)")
+    p.add_argument("--per-tick", action="store_true",
+                   help="also time this tree's numba backend with slicing off")
     args = p.parse_args(argv)
     backends = args.backends.split(",")
     rows = []
@@ -190,23 +198,29 @@ def main(argv=None) -> int:
         trees = {"this tree": REPO}
         if args.ref:
             trees = {f"ref {args.ref}": extract(args.ref, Path(tmp)), **trees}
-        variants = {f"{tree}, {backend}": (root, backend)
+        variants = {f"{tree}, {backend}": (root, backend, "on")
                     for tree, root in trees.items() for backend in backends}
+        if args.per_tick and "numba" in backends:  # after the ref's, before this tree's
+            refs = {v: x for v, x in variants.items() if v.startswith("ref ")}
+            variants = {**refs, "this tree, numba, slicing off": (REPO, "numba", "off"),
+                        **{v: x for v, x in variants.items() if v not in refs}}
         for mode in args.modes.split(","):
             best: dict[str, dict] = {}
             for _ in range(args.reps):
-                for name, (root, backend) in variants.items():
-                    r = child(root, mode, args.ticks, args.trials, backend)
-                    old = best.get(name)
-                    if old is None or r["train"]["s_per_tick"] < old["train"]["s_per_tick"]:
-                        best[name] = r
+                for name, (root, backend, slicing) in variants.items():
+                    r = child(root, mode, args.ticks, args.trials, backend, slicing)
+                    old = best.setdefault(name, r)
+                    for tick in ("train", "eval"):  # the minimum of each, separately
+                        if r[tick]["s_per_tick"] < old[tick]["s_per_tick"]:
+                            old[tick] = r[tick]
             for name, r in best.items():
                 rows.append(report(f"{mode}, {name}", r))
             first, *others = variants
-            for name in others:  # training-tick speedup over the first variant
-                a, b = best[first]["train"]["s_per_tick"], best[name]["train"]["s_per_tick"]
-                rows.append([f"{mode}: {name} vs {first}", "", "", "", "", "", "",
-                             f"{a / b:.2f}x"])
+            for name in others:  # training- and evaluation-tick speedups over the first
+                a, b = (best[first][t]["s_per_tick"] / best[name][t]["s_per_tick"]
+                        for t in ("train", "eval"))
+                rows.append([f"{mode}: {name} vs {first}", f"{a:.2f}x", "", "", "",
+                             f"{b:.2f}x", "", ""])
         devices = sorted({r["device"] for r in best.values()})
     print(f"mnist_epoch: K = {args.trials} trials batched, backends {', '.join(backends)} "
           f"({', '.join(devices)}), {args.ticks} timed ticks, BLAS 1 thread")
