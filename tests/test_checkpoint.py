@@ -301,6 +301,60 @@ def test_stop_anywhere_and_resume_is_bit_identical(tmp_path, source, stops):
     assert in_flight > 0 or source == "reservoir"  # delayed messages crossed a checkpoint
 
 
+SLICED_SCENARIO = """name: sliced stops
+network:
+  name: zero-delay analytic
+  populations:
+    x: {kind: input, size: 2}
+    h1: {kind: layer, size: 3}
+    out: {kind: layer, size: 1}
+    m1: {kind: reservoir, size: 8}
+    m2: {kind: reservoir, size: 8}
+  projections:
+    - {from: x, to: h1}
+    - {from: h1, to: out}
+    - {from: m1, to: h1, kind: modulatory}
+    - {from: m2, to: out, kind: modulatory}
+trials: 2
+backend: numba
+dataset: {name: tanh_boundary, params: {samples: 20, test_samples: 150}}
+timing: {dt: 1 ms, sample: 7 ms}
+rule: {name: hsic, gamma: 2, memory: 4, lr: {eta: 0.05, momentum: 0.5, decay: 100 ms}}
+modulator: {source: analytic}
+phases:
+  - {name: warm, duration: 23 ms}
+  - {name: settle, duration: 1000 ms, learn: [layers]}
+  - {name: train, epochs: 3, learn: [layers]}
+  - {name: more, epochs: 1, learn: [layers]}
+evaluate: {every: 3}
+"""
+"""RESERVOIR_SCENARIO's schedule with zero-delay channels, the instant eligibility and no
+probes, on the numba backend: its learning and evaluation ticks run in slices
+(eventsim.engine.slicing), and its chunks end inside samples."""
+
+
+def test_a_sliced_run_stopped_anywhere_resumes_bit_identically(tmp_path):
+    pytest.importorskip("numba")
+    sc = parse_scenario(SLICED_SCENARIO)
+    runner = Runner(sc)
+    slices = []
+    sliced = runner.sim.slicer.run
+    runner.sim.slicer.run = lambda *a, learn: (slices.append(learn), sliced(*a, learn=learn))
+    reference = runner.run()
+    assert True in slices and False in slices  # learning and evaluation slices both ran
+    for n in (2, 3, 6, 8):
+        runner = Runner(sc)
+        runner.checkpoints = _InMemory()
+        runner.progress = _StopAfter(runner, n)
+        with pytest.raises(Interrupted, match="saved in memory"):
+            runner.run()
+        (state,) = runner.checkpoints.states
+        path = checkpoint.save(tmp_path / f"stop{n}.npz", state)
+        resumed = Runner(sc)
+        checkpoint.restore(resumed, checkpoint.load(path))
+        _assert_same_result(reference, resumed.run())
+
+
 # ============================================================ the last evaluation
 def _count_evaluations(runner: Runner) -> list[tuple[str, int]]:
     """Record ``(phase, epoch)`` of each evaluation ``runner`` makes from now on."""
