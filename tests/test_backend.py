@@ -307,3 +307,34 @@ def test_backend_is_frozen_dataclass():
     assert isinstance(be, Backend)
     with pytest.raises(AttributeError):
         be.name = "cupy"
+
+
+def test_a_run_on_numpy_needs_no_numba(tmp_path):
+    """numba is an optional extra: with it unimportable, a scenario still runs on numpy
+    (the engine's compiled paths import it only through the numba backend)."""
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text("""name: tiny
+network:
+  name: tiny
+  populations:
+    x: {kind: input, size: 2}
+    out: {kind: layer, size: 1}
+    m: {kind: reservoir, size: 8}
+  projections:
+    - {from: x, to: out}
+    - {from: m, to: out, kind: modulatory}
+trials: 1
+dataset: {name: linear, params: {samples: 10, test_samples: 20}}
+timing: {dt: 1 ms, sample: 5 ms}
+rule: {name: hsic, gamma: 2, memory: 3, lr: {eta: 0.01}}
+modulator: {source: analytic}
+phases: [{name: train, epochs: 1, learn: [layers]}]
+""")
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "from eventsim.cli import main\n"
+            f"sys.exit(main(['run', {str(scenario)!r}, '--out', {str(tmp_path / 'run')!r},"
+            " '--quiet']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "numba" not in r.stderr
+    assert (tmp_path / "run" / "metrics.csv").exists()

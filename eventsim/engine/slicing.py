@@ -36,7 +36,6 @@ per-tick path (``Simulator(slicing=False)``) they agree to rounding.
 
 from __future__ import annotations
 
-from .. import compiled
 from ..plasticity.hsic import xi_scale
 
 
@@ -55,6 +54,8 @@ class LayerSlice:
         """The layer's output at every phase of the current sample (what the next layer reads)."""
         self.xi = backend.zeros((k, n))
         self.dtype = backend.dtype.type
+        self.kernels = backend.kernels
+        """:mod:`eventsim.compiled` (the numba backend's; imported only with it)."""
         self.idle = (backend.zeros((k, 1)), self.dtype(0.0), self.dtype(0.0),
                      backend.zeros((1,)))
         """Stand-ins for the coefficient row, the ξ constants and the rates when not learning."""
@@ -62,7 +63,7 @@ class LayerSlice:
     def _learning(self, t0: int, count: int):
         """The coefficient row, the ξ constants and ``−η(t)`` of a learning slice."""
         coef = self.source.coef.astype(self.layer.z.dtype, copy=False)
-        c1, c2 = compiled.xi_constants(self.source.rule.sigma_z, xi_scale(self.memory.count),
+        c1, c2 = self.kernels.xi_constants(self.source.rule.sigma_z, xi_scale(self.memory.count),
                                        self.dtype)
         return coef, c1, c2, self.synapses.neg_etas(t0, count)
 
@@ -76,14 +77,14 @@ class LayerSlice:
         f = syn.factored
         if f is None:
             v = syn.velocity
-            compiled.slice_layer(layer.W, layer.W if v is None else v, v is not None,
+            self.kernels.slice_layer(layer.W, layer.W if v is None else v, v is not None,
                                  pre_trace, pre_held, layer.u, layer.z, layer.drive, noise,
                                  layer.leak, self.trace, self.memory.z, coef, c1, c2, self.xi,
                                  neg_etas, self.dtype(syn.momentum), learn, p0, p1)
             return
         has_v = f.b is not None
         vx = f.prepare_input()
-        f.c, f.decay = compiled.slice_factored(
+        f.c, f.decay = self.kernels.slice_factored(
             layer.W, layer.pre.z, layer.u, layer.z, layer.drive, noise, layer.leak,
             self.trace, self.memory.z, coef, c1, c2, self.xi, neg_etas, f.xx, f.w,
             f.b if has_v else f.w, f.wx, vx, has_v, f.pending, f.c, f.decay, f.momentum,
