@@ -274,6 +274,23 @@ def _assert_same_result(a, b) -> None:
         np.testing.assert_array_equal(b.summary[key], value, err_msg=key)
 
 
+def _stop_and_resume(tmp_path, sc, n: int):
+    """Run ``sc`` until a stop after its ``n``-th chunk, save the checkpoint to disk and
+    restore it into a fresh runner: (the saved state, the restored runner)."""
+    runner = Runner(sc)
+    runner.checkpoints = _InMemory()
+    runner.progress = _StopAfter(runner, n)
+    with pytest.raises(Interrupted, match="saved in memory"):
+        runner.run()
+    (state,) = runner.checkpoints.states
+    assert runner.sim.tick >= state["simulator"]["tick"] > 0
+    path = checkpoint.save(tmp_path / f"stop{n}.npz", state)
+    resumed = Runner(sc)
+    checkpoint.restore(resumed, checkpoint.load(path))
+    assert resumed.sim.tick == state["simulator"]["tick"]
+    return state, resumed
+
+
 @pytest.mark.parametrize(("source", "stops"), [
     ("analytic", [3, 6, 8, 12]),  # end of a phase, before / inside an evaluation, final one
     ("reservoir", [2]),           # inside a phase, readouts learning
@@ -285,18 +302,8 @@ def test_stop_anywhere_and_resume_is_bit_identical(tmp_path, source, stops):
                                       if source == "reservoir" else {"h1.W", "out.W"})
     in_flight = 0
     for n in stops:
-        runner = Runner(sc)
-        runner.checkpoints = _InMemory()
-        runner.progress = _StopAfter(runner, n)
-        with pytest.raises(Interrupted, match="saved in memory"):
-            runner.run()
-        (state,) = runner.checkpoints.states
-        assert runner.sim.tick >= state["simulator"]["tick"] > 0
+        state, resumed = _stop_and_resume(tmp_path, sc, n)
         in_flight += sum(len(ch["in_flight"]) for ch in state["simulator"]["channels"].values())
-        path = checkpoint.save(tmp_path / f"stop{n}.npz", state)
-        resumed = Runner(sc)
-        checkpoint.restore(resumed, checkpoint.load(path))
-        assert resumed.sim.tick == state["simulator"]["tick"]
         _assert_same_result(reference, resumed.run())
     assert in_flight > 0 or source == "reservoir"  # delayed messages crossed a checkpoint
 
@@ -343,16 +350,7 @@ def test_a_sliced_run_stopped_anywhere_resumes_bit_identically(tmp_path):
     reference = runner.run()
     assert True in slices and False in slices  # learning and evaluation slices both ran
     for n in (2, 3, 6, 8):
-        runner = Runner(sc)
-        runner.checkpoints = _InMemory()
-        runner.progress = _StopAfter(runner, n)
-        with pytest.raises(Interrupted, match="saved in memory"):
-            runner.run()
-        (state,) = runner.checkpoints.states
-        path = checkpoint.save(tmp_path / f"stop{n}.npz", state)
-        resumed = Runner(sc)
-        checkpoint.restore(resumed, checkpoint.load(path))
-        _assert_same_result(reference, resumed.run())
+        _assert_same_result(reference, _stop_and_resume(tmp_path, sc, n)[1].run())
 
 
 # ============================================================ the last evaluation
