@@ -557,9 +557,14 @@ class Simulator:
                 self.channels[name].send(tick, self._xi(name, tick))
             else:
                 immediate(tick, phase)
-        if (phase == self.sample_ticks - 1
-                and self.samples_remembered % self.objective_every == 0):
+        if self.objectives_due(phase):
             self.log_objectives(name, tick, phase)
+
+    def objectives_due(self, phase: int) -> bool:
+        """Whether the layer objectives are logged at ``phase``: the last of every
+        ``objective_every``-th remembered sample."""
+        return (phase == self.sample_ticks - 1
+                and self.samples_remembered % self.objective_every == 0)
 
     def log_objectives(self, name: str, tick: int, phase: int) -> None:
         """Log ``name``'s objectives over its memory at ``phase`` (the sample's last)."""

@@ -63,8 +63,8 @@ class LayerSlice:
     def _learning(self, t0: int, count: int):
         """The coefficient row, the ξ constants and ``−η(t)`` of a learning slice."""
         coef = self.source.coef.astype(self.layer.z.dtype, copy=False)
-        c1, c2 = self.kernels.xi_constants(self.source.rule.sigma_z, xi_scale(self.memory.count),
-                                       self.dtype)
+        c1, c2 = self.kernels.xi_constants(self.source.rule.sigma_z,
+                                           xi_scale(self.memory.count), self.dtype)
         return coef, c1, c2, self.synapses.neg_etas(t0, count)
 
     def run(self, t0: int, p0: int, p1: int, pre_trace, pre_held: bool, learn: bool) -> None:
@@ -77,10 +77,10 @@ class LayerSlice:
         f = syn.factored
         if f is None:
             v = syn.velocity
-            self.kernels.slice_layer(layer.W, layer.W if v is None else v, v is not None,
-                                 pre_trace, pre_held, layer.u, layer.z, layer.drive, noise,
-                                 layer.leak, self.trace, self.memory.z, coef, c1, c2, self.xi,
-                                 neg_etas, self.dtype(syn.momentum), learn, p0, p1)
+            self.kernels.slice_layer(
+                layer.W, layer.W if v is None else v, v is not None, pre_trace, pre_held,
+                layer.u, layer.z, layer.drive, noise, layer.leak, self.trace, self.memory.z,
+                coef, c1, c2, self.xi, neg_etas, self.dtype(syn.momentum), learn, p0, p1)
             return
         has_v = f.b is not None
         vx = f.prepare_input()
@@ -117,8 +117,7 @@ class SampleSlicer:
     def run(self, t0: int, p0: int, count: int, learn: bool) -> None:
         """Ticks ``t0 … t0+count−1``, phases ``p0 …`` of the current sample."""
         sim, p1 = self.sim, p0 + count
-        last = (learn and p1 == sim.sample_ticks
-                and sim.samples_remembered % sim.objective_every == 0)
+        last = learn and sim.objectives_due(p1 - 1)
         for s in self.layers:
             pre = s.layer.pre
             held = pre.name not in self.traces

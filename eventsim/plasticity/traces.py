@@ -128,14 +128,8 @@ class ThreeFactorSynapses:
         return self.eta_base
 
     def neg_etas(self, t0: int, count: int):
-        """``−η(t)`` of :meth:`eta` for ticks ``t0 … t0+count−1`` in the state dtype (K-free,
-        on the host): the same float64 arithmetic, element by element."""
-        ticks = np.arange(t0, t0 + count, dtype=np.float64)
-        eta = np.full(count, self.eta_base)
-        if self.decay_ticks > 0:
-            later = ticks > self.t_on
-            eta[later] = self.eta_base / (1.0 + (ticks[later] - self.t_on) / self.decay_ticks)
-        return (-eta).astype(self.dtype)
+        """``−η(t)`` of :meth:`eta` for ticks ``t0 … t0+count−1``, in the state dtype (host)."""
+        return np.array([-self.eta(t) for t in range(t0, t0 + count)]).astype(self.dtype)
 
     def _post(self):
         z = self.layer.z
